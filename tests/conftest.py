@@ -1,0 +1,30 @@
+"""Shared test configuration: hypothesis profiles and seeded generators.
+
+Profiles: `dev` (default, few examples, fast feedback) and `ci` (derandomized, more examples).
+CI selects `ci` with `HYPOTHESIS_PROFILE=ci`. Tests never touch torch's global RNG inside
+hypothesis: every random tensor comes from a `torch.Generator` seeded by a drawn integer
+(see `strategies.py`).
+"""
+
+import os
+
+import torch
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "dev",
+    max_examples=10,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(
+    "ci",
+    max_examples=25,
+    deadline=None,
+    derandomize=True,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
