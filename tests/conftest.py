@@ -1,7 +1,7 @@
 """Shared test configuration: hypothesis profiles and seeded generators.
 
 Profiles: `dev` (default, few examples, fast feedback) and `ci` (derandomized, more examples).
-CI selects `ci` with `HYPOTHESIS_PROFILE=ci`. Tests never touch torch's global RNG inside
+`ci` is chosen when $CI is set (CI runs set it) or with `HYPOTHESIS_PROFILE=ci`. Tests never touch torch's global RNG inside
 hypothesis: every random tensor comes from a `torch.Generator` seeded by a drawn integer
 (see `strategies.py`).
 """
@@ -25,6 +25,6 @@ settings.register_profile(
     print_blob=True,
     suppress_health_check=[HealthCheck.too_slow],
 )
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
 
 torch.set_num_threads(min(2, torch.get_num_threads()))

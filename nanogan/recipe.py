@@ -1,0 +1,116 @@
+"""The contract between train.py and a model: networks, optimizers, one training step, state.
+
+A model file (`progan.py`, `stylegan2.py`, `biggan.py`) subclasses `Recipe`: `build()` creates
+`G`, `D`, the EMA generator `G_ema` and the optimizers `opt_G`, `opt_D`; `train_step(reals,
+labels)` runs one iteration of the paper's schedule and returns its losses. train.py hands G, D
+and the optimizers to `accelerate.prepare` and assigns the prepared objects back; a recipe calls
+`unwrap(self.D)` where the distributed wrapper must be bypassed (the G phase reads D without
+training it) and passes every loss to `self.backward` (Accelerate's, for mixed precision).
+
+Everything a run needs to continue exactly is in `state_dict()`: weights, optimizer moments,
+counters and the model's own progress (fade stage, path-length mean, …). Randomness needs no
+state: `self.draws()` is a pure function of (seed, step), see `randomness.py`.
+
+Lesson: lessons/00_reading_this_repo.md
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from nanogan.randomness import Draws
+
+
+def unwrap(module: nn.Module) -> nn.Module:
+    """The plain module inside DistributedDataParallel and/or torch.compile wrappers."""
+    while True:
+        if hasattr(module, "_orig_mod"):
+            module = module._orig_mod
+        elif isinstance(module, nn.parallel.DistributedDataParallel):
+            module = module.module
+        else:
+            return module
+
+
+class Recipe:
+    """How a GAN trains. Subclasses set `name`, `Config`, and implement build and train_step."""
+
+    name: str = ""
+
+    def __init__(self, cfg: Any, *, seed: int = 0, rank: int = 0, world: int = 1,
+                 device: torch.device | str = "cpu",
+                 backward: Callable[[torch.Tensor], None] | None = None):
+        self.cfg, self.seed, self.rank, self.world = cfg, seed, rank, world
+        self.device = torch.device(device)
+        self.backward = backward or (lambda loss: loss.backward())
+        self.step = 0  # training iterations done
+        self.images_seen = 0  # real images shown to D, summed over processes
+        self.G: nn.Module
+        self.D: nn.Module
+        self.G_ema: nn.Module
+        self.opt_G: torch.optim.Optimizer
+        self.opt_D: torch.optim.Optimizer
+        self.build()
+
+    # -- to implement -------------------------------------------------------------------------
+    def build(self) -> None:
+        raise NotImplementedError
+
+    def train_step(self, reals: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One iteration on this process's share of the batch; returns detached scalars."""
+        raise NotImplementedError
+
+    def extra_state(self) -> dict[str, Any]:
+        """Model-specific progress that is not in a module or optimizer (JSON scalars/tensors)."""
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        pass
+
+    def sampling_view(self) -> dict[str, Any]:
+        """Keyword arguments for `generate` that show the model as it trains now."""
+        return {}
+
+    # -- shared -------------------------------------------------------------------------------
+    @property
+    def batch_per_step(self) -> int:
+        """Real images one `train_step` consumes, over all processes."""
+        return self.cfg.batch_size
+
+    def draws(self) -> Draws:
+        return Draws(self.seed, self.step, rank=self.rank, world=self.world, device=self.device)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "G": unwrap(self.G).state_dict(),
+            "D": unwrap(self.D).state_dict(),
+            "G_ema": self.G_ema.state_dict(),
+            "opt_G": self.opt_G.state_dict(),
+            "opt_D": self.opt_D.state_dict(),
+            "progress": {"step": self.step, "images_seen": self.images_seen, "seed": self.seed},
+            "extra": self.extra_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        unwrap(self.G).load_state_dict(state["G"])
+        unwrap(self.D).load_state_dict(state["D"])
+        self.G_ema.load_state_dict(state["G_ema"])
+        self.opt_G.load_state_dict(state["opt_G"])
+        self.opt_D.load_state_dict(state["opt_D"])
+        progress = state["progress"]
+        self.step, self.images_seen = progress["step"], progress["images_seen"]
+        self.seed = progress["seed"]
+        self.load_extra_state(state.get("extra", {}))
+
+
+def reset_optimizer(opt: torch.optim.Optimizer) -> None:
+    """Forget Adam's moments and step counts (ProGAN resets them at every new resolution)."""
+    opt.state.clear()
+
+
+def set_requires_grad(module: nn.Module, flag: bool) -> None:
+    for p in module.parameters():
+        p.requires_grad_(flag)
