@@ -1,0 +1,168 @@
+"""evaluate(): fake and real sets drawn once, features extracted once, every score with its protocol.
+
+A tiny random-weight extractor stands in for the real networks; mock generators stand in for GANs.
+"""
+
+import importlib.util
+
+import pytest
+import torch
+from strategies import generator
+
+from nanogan.evaluate import METRICS, MetricResult, evaluate, evaluate_images, pick_real_images
+from nanogan.features import EXTRACTORS, Extractor, Protocol
+
+HAVE = {name: importlib.util.find_spec(f"nanogan.{module}") is not None
+        for name, module in [("swd", "swd"), ("fid", "fid"), ("kid", "fid"),
+                             ("pr", "precision_recall"), ("msssim", "msssim"),
+                             ("is", "inception_score")]}
+AVAILABLE = [m for m in METRICS if HAVE[m]]
+
+
+class Tiny(torch.nn.Module):
+    """Random fixed weights: 4 conv responses + 4 channel statistics -> 8 features, 5 logits."""
+
+    def __init__(self):
+        super().__init__()
+        g = generator(0)
+        self.conv = torch.nn.Parameter(torch.randn(4, 1, 3, 3, generator=g))
+        self.fc = torch.nn.Parameter(torch.randn(5, 8, generator=g))
+
+    def forward(self, x):
+        grey = x.mean(1, keepdim=True)
+        response = torch.nn.functional.conv2d(grey, self.conv).relu().mean((2, 3))
+        stats = torch.cat([grey.mean((1, 2, 3))[:, None], grey.std((2, 3)),
+                           grey.amax((2, 3)), grey.amin((2, 3))], 1)
+        features = torch.cat([response, stats], 1)
+        return features, features @ self.fc.T
+
+
+@pytest.fixture(autouse=True)
+def tiny(monkeypatch):
+    monkeypatch.setitem(EXTRACTORS, "tiny", lambda: Extractor(Tiny(), resize=None,
+                                                               fingerprint="tiny"))
+
+
+class Toy(torch.utils.data.Dataset):
+    """Blobs of varying size and brightness, as (uint8 image, label) pairs; counts reads."""
+
+    name = "toy"
+
+    def __init__(self, n=24, size=16, seed=0):
+        g = generator(seed)
+        yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+        centre = torch.rand(n, 2, generator=g) * size
+        radius = 2 + torch.rand(n, 1, 1, generator=g) * size / 3
+        inside = (yy - centre[:, :1, None]) ** 2 + (xx - centre[:, 1:, None]) ** 2 < radius**2
+        self.images = (inside * 255 * torch.rand(n, 1, 1, generator=g).clamp(min=0.3)).to(torch.uint8)
+        self.images = self.images.unsqueeze(1)
+        self.reads = 0
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        self.reads += 1
+        return self.images[i], 0
+
+
+def noise(b, g):
+    return torch.rand(b, 1, 16, 16, generator=g) * 2 - 1
+
+
+def replay(images):
+    """A mock generator that returns the given images in order, batch after batch."""
+    position = [0]
+
+    def generate(b, g):
+        out = images[position[0]: position[0] + b]
+        position[0] += b
+        return out
+    return generate
+
+
+def run(metrics, generate=noise, dataset=None, **kw):
+    kw = {"num_images": 24, "extractor": "tiny", "batch_size": 7, **kw}
+    return evaluate(metrics, generate=generate, dataset=dataset or Toy(), **kw)
+
+
+def test_matches_reference():
+    """Each score equals its metric function applied to features extracted separately."""
+    from nanogan.fid import fid, kid
+    from nanogan.randomness import derive_seed
+    from nanogan.swd import swd
+
+    reals = pick_real_images(Toy(), 24)
+    fakes = noise(24, generator(5))
+    results = evaluate_images(["fid", "kid", "swd"], fakes, reals, extractor="tiny", seed=3)
+    with torch.no_grad():
+        real_features, fake_features = Tiny()(reals)[0], Tiny()(fakes)[0]
+    stream = lambda name: generator(derive_seed(3, "metric", name))  # noqa: E731
+    mean, std = kid(real_features, fake_features, generator=stream("kid"))
+    assert results["fid"].value == pytest.approx(fid(real_features, fake_features), rel=1e-5)
+    assert results["kid"].value == pytest.approx({"mean": mean, "std": std}, rel=1e-5)
+    assert results["swd"].value == swd(reals, fakes, generator=stream("swd"))
+
+
+def test_same_seed_same_numbers_and_another_seed_other_numbers(tmp_path):
+    """Scores are a function of the seed: the same seed repeats them, another changes them."""
+    first = run(AVAILABLE, seed=1, cache_dir=tmp_path)
+    again = run(AVAILABLE, seed=1, cache_dir=tmp_path)
+    other = run(AVAILABLE, seed=2, cache_dir=tmp_path)
+    assert {k: r.value for k, r in first.items()} == {k: r.value for k, r in again.items()}
+    assert first["fid"].value != other["fid"].value
+
+
+def test_identical_sets_score_as_identical():
+    """A generator that replays the real images gets FID ≈ 0, SWD 0 and perfect precision and recall."""
+    data = Toy()
+    reals = pick_real_images(data, len(data))
+    results = run(AVAILABLE, generate=replay(reals), dataset=data)
+    assert results["fid"].value == pytest.approx(0, abs=1e-6)
+    assert results["swd"].value["swd_avg"] == pytest.approx(0, abs=1e-9)
+    if HAVE["pr"]:
+        assert results["pr"].value == {"precision": 1.0, "recall": 1.0}
+    noisy = run(["fid", "kid"], generate=noise, dataset=data)
+    assert noisy["fid"].value > 1e-2
+    assert noisy["kid"].value["mean"] > results["kid"].value["mean"]
+
+
+def test_protocol_is_recorded_with_every_number():
+    results = run(["fid", "swd"], split="train")
+    assert results["fid"] == MetricResult("fid", results["fid"].value, Protocol(
+        extractor="tiny", num_images=24, split="train", resize=None, dataset="toy"))
+    assert results["swd"].protocol.extractor == "pixels"
+    assert results["fid"].to_dict()["num_images"] == 24
+
+
+def test_real_features_come_from_the_cache_the_second_time(tmp_path):
+    data = Toy()
+    run(["fid"], dataset=data, num_images=12, cache_dir=tmp_path)
+    reads = data.reads
+    run(["fid"], dataset=data, num_images=12, cache_dir=tmp_path, seed=9)
+    assert reads == 12 and data.reads == 12 and len(list(tmp_path.iterdir())) == 1
+
+
+def test_pixel_metrics_do_not_load_an_extractor(monkeypatch):
+    monkeypatch.setitem(EXTRACTORS, "broken", lambda: 1 / 0)
+    results = run(["swd", "msssim"], extractor="broken")
+    assert 0 < results["msssim"].value < 1
+
+
+def test_evaluate_images_floor_and_ceiling():
+    """Two halves of one distribution score a lower FID than real images against uniform noise."""
+    data = Toy(n=48)
+    floor = evaluate_images(["fid"], data.images[:24], data.images[24:], extractor="tiny")
+    ceiling = evaluate_images(["fid"], noise(24, generator(1)), data.images[24:], extractor="tiny")
+    assert floor["fid"].value < ceiling["fid"].value
+
+
+def test_arguments_are_checked():
+    with pytest.raises(ValueError, match="unknown metrics.*'lpips'"):
+        run(["lpips"])
+    with pytest.raises(ValueError, match="asked for 30 real images, the dataset has 24"):
+        run(["fid"], num_images=30)
+    with pytest.raises(ValueError, match="generate must return"):
+        run(["fid"], generate=lambda b, g: torch.zeros(b, 16, 16))
+    with pytest.raises(ValueError, match="same size"):
+        evaluate_images(["fid"], torch.zeros(3, 1, 8, 8), torch.zeros(4, 1, 8, 8))
