@@ -1,6 +1,6 @@
 """Train the Fashion-MNIST classifier whose features nanogan's metrics use by default.
 
-    python train_classifier.py                      # writes nanogan/weights/fashion_classifier.safetensors
+    python train_classifier.py        # writes nanogan/weights/fashion_classifier.safetensors
     python train_classifier.py --epochs 2 --out /tmp/clf.safetensors
 
 The images are padded 28 -> 32 with black and mapped to [-1, 1], exactly as the GANs see them.
@@ -21,7 +21,8 @@ import torch
 import typer
 from rich.console import Console
 
-from nanogan.classifier import WEIGHTS, evaluate_accuracy, pad_to_32, save_classifier, train_classifier
+from nanogan.classifier import (WEIGHTS, evaluate_accuracy, pad_to_32, save_classifier,
+                                train_classifier)
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 console = Console()

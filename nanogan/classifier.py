@@ -1,4 +1,4 @@
-"""A small Fashion-MNIST classifier whose penultimate layer is the default feature space for metrics.
+"""A small Fashion-MNIST classifier whose penultimate layer is the default feature space.
 
 Paper: Heusel, Ramsauer, Unterthiner, Nessler, Hochreiter (2017), "GANs Trained by a Two
 Time-Scale Update Rule Converge to a Local Nash Equilibrium", arXiv:1706.08500, §3 (FID):
@@ -32,9 +32,10 @@ WEIGHTS = Path(__file__).resolve().parent / "weights" / "fashion_classifier.safe
 
 
 def pad_to_32(images: torch.Tensor) -> torch.Tensor:
-    """uint8 (b, 28, 28) Fashion-MNIST -> float (b, 1, 32, 32) in [-1, 1], a 2-pixel black border."""
+    """uint8 (b, 28, 28) Fashion-MNIST -> float (b, 1, 32, 32) in [-1, 1] with a black border."""
     if images.dtype != torch.uint8 or images.ndim != 3:
-        raise ValueError(f"expected uint8 (b, h, w) images, got {images.dtype} {tuple(images.shape)}")
+        raise ValueError(f"expected uint8 (b, h, w) images, got {images.dtype} "
+                         f"{tuple(images.shape)}")
     padded = F.pad(images, (2, 2, 2, 2)).float()
     return (padded / 127.5 - 1.0).unsqueeze(1)
 
@@ -45,7 +46,7 @@ def _stage(i: int, o: int) -> nn.Sequential:
 
 
 class FashionClassifier(nn.Module):
-    """Three conv stages 32→16→8→4, a `feature_dim`-d ReLU layer (the features) and a linear head."""
+    """Conv stages 32→16→8→4, a `feature_dim`-d ReLU layer (the features), a linear head."""
 
     def __init__(self, width: int = 32, feature_dim: int = 128, num_classes: int = 10):
         super().__init__()
@@ -93,7 +94,8 @@ def train_classifier(train_images: torch.Tensor, train_labels: torch.Tensor, *, 
     `on_epoch(epoch, model)` is called after each epoch (the training script reports with it).
     """
     if train_images.ndim != 4 or len(train_images) != len(train_labels):
-        raise ValueError(f"need images (n, c, 32, 32) and n labels, got {tuple(train_images.shape)} "
+        raise ValueError(f"need images (n, c, 32, 32) and n labels, got "
+                         f"{tuple(train_images.shape)} "
                          f"and {tuple(train_labels.shape)}")
     if epochs < 1 or batch_size < 1:
         raise ValueError(f"epochs and batch_size must be >= 1, got {epochs}, {batch_size}")

@@ -102,7 +102,8 @@ def get_extractor(name: str) -> Extractor:
     return EXTRACTORS[name]()
 
 
-def batches(images: torch.Tensor | Iterable[torch.Tensor], batch_size: int) -> Iterator[torch.Tensor]:
+def batches(images: torch.Tensor | Iterable[torch.Tensor],
+            batch_size: int) -> Iterator[torch.Tensor]:
     """A tensor split into batches, or an iterable of batches passed through."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -150,7 +151,8 @@ def real_features(images: torch.Tensor | Callable[[], torch.Tensor | Iterable[to
     features, probs = extract(extractor, images() if callable(images) else images,
                               batch_size=batch_size)
     if len(features) != protocol.num_images:
-        raise ValueError(f"the protocol asks for {protocol.num_images} real images, got {len(features)}")
+        raise ValueError(f"the protocol asks for {protocol.num_images} real images, "
+                         f"got {len(features)}")
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
     os.close(fd)

@@ -1,5 +1,5 @@
 """The Fashion-MNIST feature classifier: input conventions, augmentation, deterministic training,
-and the weights shipped in nanogan/weights/ (checked on the real test split when it is installed)."""
+and the weights shipped in nanogan/weights/ (checked on the real test split when installed)."""
 
 import gzip
 import itertools
@@ -61,7 +61,7 @@ def test_pad_matches_reference(seed, b):
 
 @given(seed=seeds)
 def test_augmentation_is_a_flip_and_a_small_shift(seed):
-    """Every augmented image is its input, possibly mirrored, shifted by at most 2 pixels with a black border."""
+    """Every augmented image is its input, possibly mirrored, shifted by at most 2 pixels."""
     x = torch.rand(4, 1, 32, 32, generator=generator(seed)) * 2 - 1
     out = augment_batch(x, generator(seed + 1), shift=2)
     padded = torch.nn.functional.pad(x, (2,) * 4, value=-1.0)
@@ -110,7 +110,8 @@ def test_training_is_deterministic_for_a_seed():
 def test_training_learns_an_easy_problem():
     """A few epochs separate two classes that differ in which half of the image is bright."""
     x, y = two_class_problem(256, seed=4)
-    model = train_classifier(x, y, epochs=3, batch_size=32, lr=1e-2, seed=0, width=8, feature_dim=16)
+    model = train_classifier(x, y, epochs=3, batch_size=32, lr=1e-2, seed=0, width=8,
+                             feature_dim=16)
     test_x, test_y = two_class_problem(128, seed=5)
     assert evaluate_accuracy(model, test_x, test_y) > 0.9
 

@@ -1,4 +1,4 @@
-"""evaluate(): fake and real sets drawn once, features extracted once, every score with its protocol.
+"""evaluate(): fakes and reals drawn once, features extracted once, each score with its protocol.
 
 A tiny random-weight extractor stands in for the real networks; mock generators stand in for GANs.
 """
@@ -54,8 +54,8 @@ class Toy(torch.utils.data.Dataset):
         centre = torch.rand(n, 2, generator=g) * size
         radius = 2 + torch.rand(n, 1, 1, generator=g) * size / 3
         inside = (yy - centre[:, :1, None]) ** 2 + (xx - centre[:, 1:, None]) ** 2 < radius**2
-        self.images = (inside * 255 * torch.rand(n, 1, 1, generator=g).clamp(min=0.3)).to(torch.uint8)
-        self.images = self.images.unsqueeze(1)
+        brightness = torch.rand(n, 1, 1, generator=g).clamp(min=0.3)
+        self.images = (inside * 255 * brightness).to(torch.uint8).unsqueeze(1)
         self.reads = 0
 
     def __len__(self):
@@ -114,7 +114,7 @@ def test_same_seed_same_numbers_and_another_seed_other_numbers(tmp_path):
 
 
 def test_identical_sets_score_as_identical():
-    """A generator that replays the real images gets FID ≈ 0, SWD 0 and perfect precision and recall."""
+    """A generator that replays the real images gets FID ≈ 0, SWD 0, precision and recall 1."""
     data = Toy()
     reals = pick_real_images(data, len(data))
     results = run(AVAILABLE, generate=replay(reals), dataset=data)

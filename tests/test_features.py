@@ -13,7 +13,7 @@ from nanogan.features import EXTRACTORS, Extractor, Protocol, extract, get_extra
 
 
 class Tiny(torch.nn.Module):
-    """A random-weight stand-in: per-channel means and a 3×3 conv response -> 6 features, 3 logits."""
+    """A random-weight stand-in: 3×3 conv responses and the mean -> 6 features, 3 logits."""
 
     def __init__(self, seed=0):
         super().__init__()
@@ -39,7 +39,7 @@ def tiny(monkeypatch):
 
 
 def reference(images):
-    """Features of the whole set at once in float64, and probabilities p_k = e^{l_k} / Σ_j e^{l_j}."""
+    """Features of the whole set at once in float64; probabilities p_k = e^{l_k} / Σ_j e^{l_j}."""
     model = Tiny().double()
     with torch.no_grad():
         features, logits = model(images.double())

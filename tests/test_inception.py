@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from strategies import generator, seeds
 
 from nanogan import inception
-from nanogan.inception import (BlockA, BlockB, BlockC, BlockD, BlockE, FIDInceptionV3, load_inception, resize_for_inception,
-                               tf_avg_pool)
+from nanogan.inception import (BlockA, BlockB, BlockC, BlockD, BlockE, FIDInceptionV3,
+                               load_inception, resize_for_inception, tf_avg_pool)
 
 # The network as pytorch-fid builds it (torchvision's Inception3 with num_classes=1008,
 # aux_logits=False and the FID blocks): name -> (in, out, kernel h, kernel w) of every conv.
@@ -140,7 +140,8 @@ def reference_conv_bn(x, layer):
     conv, bn = layer.conv, layer.bn
     y = F.conv2d(x, conv.weight.double(), stride=conv.stride, padding=conv.padding)
     shape = (1, -1, 1, 1)
-    y = (y - bn.running_mean.double().view(shape)) / (bn.running_var.double().view(shape) + 0.001).sqrt()
+    std = (bn.running_var.double().view(shape) + 0.001).sqrt()
+    y = (y - bn.running_mean.double().view(shape)) / std
     return (y * bn.weight.double().view(shape) + bn.bias.double().view(shape)).relu()
 
 
@@ -266,7 +267,8 @@ class Payload:
 
 
 @pytest.mark.parametrize("change, message", [
-    (lambda s: s.pop("Mixed_6c.branch7x7_2.conv.weight"), r"missing keys \(1\): Mixed_6c.branch7x7_2"),
+    (lambda s: s.pop("Mixed_6c.branch7x7_2.conv.weight"),
+     r"missing keys \(1\): Mixed_6c.branch7x7_2"),
     (lambda s: s.update({"fc.weight": torch.zeros(1000, 2048)}), r"wrong shapes \(1\): fc.weight"),
     (lambda s: s.update({"AuxLogits.fc.weight": torch.zeros(1008, 768)}), r"unexpected keys"),
 ])
