@@ -1,0 +1,64 @@
+"""Improved precision and recall: how much of the generated set lies on the real manifold, and how
+much of the real set lies on the generated one, each manifold a union of k-NN balls.
+
+Paper: Kynkäänniemi, Karras, Laine, Lehtinen, Aila (2019), "Improved Precision and Recall Metric
+for Assessing Generative Models", arXiv:1904.06991, §2 (k = 3; VGG-16 features there, any
+extractor here). StyleGAN2 (arXiv:1912.04958) reports them in Table 1.
+
+    f(φ, Φ) = 1 if ‖φ − φ'‖₂ ≤ ‖φ' − NN_k(φ', Φ)‖₂ for at least one φ' ∈ Φ, else 0
+    precision = 1/|Φ_g| Σ_{φ_g ∈ Φ_g} f(φ_g, Φ_r),   recall = 1/|Φ_r| Σ_{φ_r ∈ Φ_r} f(φ_r, Φ_g)
+
+NN_k(φ', Φ) is the k-th nearest neighbour of φ' in Φ other than φ' itself. Pairwise distances
+are computed `batch_size` rows at a time, so memory is batch_size × n, never n × n.
+
+Shapes: features (n, d) -> radii (n,); real (n, d), fake (m, d) -> {"precision", "recall"}.
+Lesson: lessons/30_evaluation.md
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def _squared_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    # ‖a‖² + ‖b‖² − 2aᵀb: one matrix product instead of an (n, m, d) difference tensor
+    d2 = a.square().sum(1, keepdim=True) + b.square().sum(1) - 2 * a @ b.T
+    return d2.clamp_min(0)  # cancellation can leave tiny negatives
+
+
+def _as_features(features: torch.Tensor, k: int) -> torch.Tensor:
+    if features.dim() != 2 or features.shape[0] <= k or k < 1:
+        raise ValueError(f"need features (n, d) with n > k >= 1, got {tuple(features.shape)} "
+                         f"and k = {k}")
+    return features if features.dtype == torch.float64 else features.float()
+
+
+def _squared_radii(features: torch.Tensor, k: int, batch_size: int) -> torch.Tensor:
+    # the (k+1)-th smallest distance of a row counts the row itself (distance 0) first
+    return torch.cat([_squared_distances(rows, features).kthvalue(k + 1, dim=1).values
+                      for rows in features.split(batch_size)])
+
+
+def manifold_radii(features: torch.Tensor, k: int = 3, *, batch_size: int = 1024) -> torch.Tensor:
+    """Distance from each row to its k-th nearest other row: the radius of its ball."""
+    return _squared_radii(_as_features(features, k), k, batch_size).sqrt()
+
+
+def _fraction_inside(points: torch.Tensor, centres: torch.Tensor, squared_radii: torch.Tensor,
+                     batch_size: int) -> float:
+    inside = [(_squared_distances(rows, centres) <= squared_radii).any(dim=1)
+              for rows in points.split(batch_size)]
+    return torch.cat(inside).double().mean().item()
+
+
+def precision_recall(real_features: torch.Tensor, fake_features: torch.Tensor, *, k: int = 3,
+                     batch_size: int = 1024) -> dict[str, float]:
+    """Fraction of fakes inside the real k-NN manifold ("precision") and of reals inside the fake one ("recall")."""
+    real, fake = _as_features(real_features, k), _as_features(fake_features, k)
+    if real.shape[1] != fake.shape[1] or batch_size < 1:
+        raise ValueError(f"need one feature size and batch_size >= 1, got {real.shape[1]}, "
+                         f"{fake.shape[1]} and {batch_size}")
+    fake = fake.to(real.dtype)
+    real_radii, fake_radii = _squared_radii(real, k, batch_size), _squared_radii(fake, k, batch_size)
+    return {"precision": _fraction_inside(fake, real, real_radii, batch_size),
+            "recall": _fraction_inside(real, fake, fake_radii, batch_size)}
