@@ -131,3 +131,15 @@ def test_inception_extractor_loads_from_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("NANOGAN_INCEPTION", str(tmp_path / "missing.pth"))
     with pytest.raises(FileNotFoundError, match="missing.pth"):
         get_extractor("inception")
+
+
+def test_a_cache_file_with_another_protocol_is_recomputed(tiny, tmp_path):
+    from safetensors.torch import save_file
+
+    images = torch.rand(5, 1, 8, 8, generator=generator(4)) * 2 - 1
+    path = tmp_path / f"{protocol().key('tiny-v1')}.safetensors"
+    save_file({"features": torch.zeros(5, 6), "probs": torch.zeros(5, 3)}, str(path),
+              metadata={"dataset": '"something else"'})
+    features, _ = real_features(images, protocol(), cache_dir=tmp_path)
+    torch.testing.assert_close(features, extract(tiny, images)[0])
+    assert real_features(lambda: 1 / 0, protocol(), cache_dir=tmp_path)[0].equal(features)
