@@ -104,6 +104,16 @@ def test_matches_reference():
     assert results["swd"].value == swd(reals, fakes, generator=stream("swd"))
 
 
+def test_inception_score_uses_the_probabilities_of_the_fakes():
+    inception_score = pytest.importorskip("nanogan.inception_score").inception_score
+    fakes = noise(24, generator(6))
+    results = evaluate_images(["is"], fakes, pick_real_images(Toy(), 24), extractor="tiny")
+    with torch.no_grad():
+        probs = Tiny()(fakes)[1].double().softmax(1)
+    mean, std = inception_score(probs, splits=10)
+    assert results["is"].value == pytest.approx({"mean": mean, "std": std}, rel=1e-5)
+
+
 def test_same_seed_same_numbers_and_another_seed_other_numbers(tmp_path):
     """Scores are a function of the seed: the same seed repeats them, another changes them."""
     first = run(AVAILABLE, seed=1, cache_dir=tmp_path)
