@@ -27,7 +27,12 @@ from typing import Any
 import torch
 
 from nanogan.features import Extractor, Protocol, extract, get_extractor, real_features
+from nanogan.fid import fid, kid
+from nanogan.inception_score import inception_score
+from nanogan.msssim import ms_ssim_diversity
+from nanogan.precision_recall import precision_recall
 from nanogan.randomness import derive_seed
+from nanogan.swd import swd
 
 METRICS = ("swd", "fid", "kid", "pr", "msssim", "is")
 ON_FEATURES = {"fid", "kid", "pr", "is"}  # the rest compare pixels
@@ -51,23 +56,17 @@ def score(name: str, fake_images: torch.Tensor, real_images: Callable[[], torch.
     """One metric from images or (features, probs); each metric draws from its own stream."""
     g = torch.Generator().manual_seed(derive_seed(seed, "metric", name))
     if name == "fid":
-        from nanogan.fid import fid
         return fid(real()[0], fake[0])
     if name == "kid":
-        from nanogan.fid import kid
         mean, std = kid(real()[0], fake[0], generator=g)
         return {"mean": mean, "std": std}
     if name == "pr":
-        from nanogan.precision_recall import precision_recall
         return dict(precision_recall(real()[0], fake[0], k=3))
     if name == "is":
-        from nanogan.inception_score import inception_score
         mean, std = inception_score(fake[1], splits=min(10, len(fake[1])))
         return {"mean": mean, "std": std}
     if name == "swd":
-        from nanogan.swd import swd
         return swd(real_images(), fake_images, generator=g)
-    from nanogan.msssim import ms_ssim_diversity
     return ms_ssim_diversity(fake_images, generator=g)
 
 
