@@ -31,7 +31,8 @@ class Tiny(torch.nn.Module):
 
 
 @pytest.fixture(autouse=True)
-def tiny(monkeypatch):
+def tiny(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # never the user's cache
     monkeypatch.setitem(EXTRACTORS, "tiny", lambda: Extractor(Tiny(), resize=None,
                                                                fingerprint="tiny"))
 
