@@ -8,7 +8,7 @@ Gretton (2018), "Demystifying MMD GANs", arXiv:1801.01401 (KID: the unbiased MMD
 the cubic polynomial kernel, averaged over subsets; 100 subsets of 1000 in their code).
 
     d² = ‖μ_1 − μ_2‖² + Tr(Σ_1 + Σ_2 − 2(Σ_1Σ_2)^½)
-    KID = 1/(m(m−1)) Σ_{i≠j} k(x_i, x_j) + 1/(m(m−1)) Σ_{i≠j} k(y_i, y_j) − 2/m² Σ_{i,j} k(x_i, y_j),
+    KID = Σ_{i≠j} k(x_i, x_j)/(m(m−1)) + Σ_{i≠j} k(y_i, y_j)/(m(m−1)) − 2 Σ_{i,j} k(x_i, y_j)/m²,
     k(x, y) = (xᵀy / d + 1)³
 
 Tr((Σ_1Σ_2)^½) is the sum of the square roots of the eigenvalues of Σ_1Σ_2. That product is not

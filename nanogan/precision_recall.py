@@ -53,12 +53,13 @@ def _fraction_inside(points: torch.Tensor, centres: torch.Tensor, squared_radii:
 
 def precision_recall(real_features: torch.Tensor, fake_features: torch.Tensor, *, k: int = 3,
                      batch_size: int = 1024) -> dict[str, float]:
-    """Fraction of fakes inside the real k-NN manifold ("precision") and of reals inside the fake one ("recall")."""
+    """Fakes inside the real k-NN manifold ("precision"), reals inside the fake one ("recall")."""
     real, fake = _as_features(real_features, k), _as_features(fake_features, k)
     if real.shape[1] != fake.shape[1] or batch_size < 1:
         raise ValueError(f"need one feature size and batch_size >= 1, got {real.shape[1]}, "
                          f"{fake.shape[1]} and {batch_size}")
     fake = fake.to(real.dtype)
-    real_radii, fake_radii = _squared_radii(real, k, batch_size), _squared_radii(fake, k, batch_size)
+    real_radii = _squared_radii(real, k, batch_size)
+    fake_radii = _squared_radii(fake, k, batch_size)
     return {"precision": _fraction_inside(fake, real, real_radii, batch_size),
             "recall": _fraction_inside(real, fake, fake_radii, batch_size)}

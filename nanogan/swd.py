@@ -2,18 +2,22 @@
 Laplacian pyramid.
 
 Paper: Karras, Aila, Laine, Lehtinen (2018), "Progressive Growing of GANs", arXiv:1710.10196, §5
-(metric), Table 1 (×10³ per level and the average). Pyramid: Burt & Adelson (1983), "The
-Laplacian Pyramid as a Compact Image Code", with the 5-tap binomial kernel [1, 4, 6, 4, 1]/16
-(their a = 0.375) applied separably, mirror padding, REDUCE = blur then keep every second
-pixel, EXPAND = zero-insert then blur ×4. Sliced Wasserstein: Rabin et al. (2011).
+(metric), Table 1 (×10³ per level and the average). Pyramid: Burt & Adelson (1983, reprinted
+1987 as ProGAN cites), "The Laplacian Pyramid as a Compact Image Code", with the 5-tap binomial
+kernel [1, 4, 6, 4, 1]/16 (their a = 0.375) applied separably, mirror padding, REDUCE = blur
+then keep every second pixel, EXPAND = zero-insert then blur ×4 (as OpenCV's pyrDown/pyrUp).
+Sliced Wasserstein: Rabin et al. (2011).
 
     SWD(X, Y) = 1/|Θ| Σ_θ 1/N Σ_i |sort(⟨X, θ⟩)_i − sort(⟨Y, θ⟩)_i|,   θ uniform on the sphere
 
-for X, Y the N descriptors of one level: 7×7×c neighbourhoods, 128 per image at uniformly random
-positions, each set normalised per colour channel by its own mean and standard deviation (as in
-ProGAN's code, so a global per-channel brightness/contrast change is invisible to SWD).
-ProGAN draws 4 repeats × 128 directions and averages the repeats; a mean of equal-size means is
-the mean over all 512, so here 512 directions are drawn once and projected 128 at a time.
+for X, Y the N descriptors of one level: 7×7×c neighbourhoods lying wholly inside the level, 128
+per image at uniformly random positions, each set normalised per colour channel by its own mean
+and standard deviation (as in ProGAN's code, so a global per-channel brightness/contrast change
+is invisible to SWD). ProGAN draws 4 repeats × 128 directions and averages the repeats; a mean of
+equal-size means is the mean over all 512, so here 512 directions are drawn once and projected
+128 at a time. Departure: ProGAN draws patch positions independently for the two sets; here both
+sets use the same positions (common random numbers: same estimator, less variance), which makes
+SWD exactly 0 for identical sets and exactly symmetric. Both sets must have the same size.
 
 Shapes: images (b, c, h, w) in [-1, 1] -> levels (b, c, h/2^l, w/2^l) -> descriptors
 (b·p, c·7·7) per level -> distance ().

@@ -78,7 +78,8 @@ def test_more_confident_and_more_varied_scores_higher():
     soft = [inception_score((torch.eye(10)[labels] * s + (1 - s) / 10), splits=2)[0]
             for s in (0.0, 0.5, 0.9, 1.0)]
     assert all(a < b for a, b in zip(soft, soft[1:]))
-    assert inception_score(torch.eye(10)[torch.arange(3).repeat(20)], splits=2)[0] == pytest.approx(3.0)
+    three_classes = torch.eye(10)[torch.arange(3).repeat(20)]
+    assert inception_score(three_classes, splits=2)[0] == pytest.approx(3.0)
 
 
 @pytest.mark.parametrize("probs, splits", [(torch.full((4, 3), 1 / 3), 5),

@@ -20,7 +20,8 @@ def reference_radii(points, k):
 def reference_fraction_inside(points, centres, k):
     """f(φ, Φ) averaged over φ: is φ within some centre's k-NN radius?"""
     radii = reference_radii(centres, k)
-    return sum(any(math.dist(p, c) <= r for c, r in zip(centres, radii)) for p in points) / len(points)
+    inside = [any(math.dist(p, c) <= r for c, r in zip(centres, radii)) for p in points]
+    return sum(inside) / len(points)
 
 
 def cloud(seed, n, d, shift=0.0):

@@ -136,7 +136,8 @@ def test_grows_with_a_colour_shift(seed):
         fake = x.clone()
         fake[:8, 0] += shift
         fake[:8, 2] -= shift
-        scores.append(swd(x, fake, per_image=16, directions=64, generator=generator(seed))["swd_16"])
+        result = swd(x, fake, per_image=16, directions=64, generator=generator(seed))
+        scores.append(result["swd_16"])
     assert scores[0] == 0.0
     assert all(lo < hi for lo, hi in zip(scores, scores[1:])), scores
 
@@ -144,10 +145,12 @@ def test_grows_with_a_colour_shift(seed):
 def test_blind_to_a_global_colour_change():
     """Each set is normalised by its own per-channel mean and std, so one affine colour change of a whole set is invisible."""
     x = images(4, n=16)
-    fake = x * torch.tensor([0.5, 1.5, 0.8]).view(1, 3, 1, 1) + torch.tensor([0.3, -0.2, 0.0]).view(1, 3, 1, 1)
-    result = swd(x, fake, per_image=16, directions=64, generator=generator(0))
-    assert result["swd_avg"] < 1e-2
-    assert swd(x, images(5, n=16), per_image=16, directions=64, generator=generator(0))["swd_avg"] > 1
+    gain, offset = torch.tensor([0.5, 1.5, 0.8]), torch.tensor([0.3, -0.2, 0.0])
+    fake = x * gain.view(1, 3, 1, 1) + offset.view(1, 3, 1, 1)
+    kwargs = dict(per_image=16, directions=64, generator=generator(0))
+    assert swd(x, fake, **kwargs)["swd_avg"] < 1e-2
+    kwargs["generator"] = generator(0)
+    assert swd(x, images(5, n=16), **kwargs)["swd_avg"] > 1
 
 
 @settings(max_examples=3)
