@@ -15,6 +15,9 @@ windows only) and channels; scale j+1 is scale j average-pooled 2×2.
 Small images: the window is clipped to the image, size min(11, h, w), with σ scaled by the same
 factor (the rule of the TensorFlow MS-SSIM that ProGAN's metric uses). A 32×32 image thus runs
 scales 32, 16 (11×11), 8 (8×8), 4 (4×4), 2 (2×2, one window over the whole image).
+Diversity pairs are drawn at random (two different images each) from the given set; ProGAN's code
+pairs consecutive generated images, the same in expectation for i.i.d. samples, and random pairs
+also work on a fixed real set, whose own score is the baseline to compare with.
 Images are shifted from [−L/2, L/2] to [0, L] first: the luminance term assumes non-negative
 intensities, and with the shift a [−1, 1] image scores as its uint8 version with L = 255 would.
 
