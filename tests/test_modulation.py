@@ -142,6 +142,15 @@ def test_gradcheck(grouped, up, down):
         lambda x, w, s: modulated_conv2d(x, w, s, up=up, down=down, grouped=grouped), inputs)
 
 
+@pytest.mark.parametrize("grouped", [True, False])
+def test_gradgradcheck(grouped):
+    """Path length regularization differentiates G twice, so the layer must be twice differentiable."""
+    x, weight, styles = draw(5, 2, 2, 2, 3, 3, torch.float64)
+    inputs = tuple(t.requires_grad_() for t in (x, weight, styles))
+    assert torch.autograd.gradgradcheck(
+        lambda x, w, s: modulated_conv2d(x, w, s, up=2, grouped=grouped), inputs)
+
+
 def test_rejects_bad_arguments():
     x, weight, styles = draw(0, 2, 3, 4, 3, 4)
     with pytest.raises(ValueError, match="disagree"):
