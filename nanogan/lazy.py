@@ -20,7 +20,7 @@ from __future__ import annotations
 
 def lazy_adam_hyperparameters(lr: float, betas: tuple[float, float],
                               interval: int | None) -> tuple[float, tuple[float, float]]:
-    """Adam's (λ', (β₁', β₂')) for a regularizer run every `interval` steps; 0 or None: unchanged."""
+    """Adam's (λ', (β₁', β₂')) for a regularizer run every `interval` steps (0, None: as given)."""
     if interval is None or interval == 0:
         return lr, (betas[0], betas[1])
     if interval < 0:

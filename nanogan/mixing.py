@@ -23,7 +23,7 @@ from einops import rearrange
 
 def draw_crossover(batch: int, num_ws: int, prob: float,
                    generator: torch.Generator | None = None) -> torch.Tensor:
-    """Per sample: with probability `prob` a crossover uniform in {1, …, num_ws − 1}, else num_ws."""
+    """Per sample, with probability `prob`, a crossover uniform on {1, …, num_ws − 1}; else num_ws."""
     if not 0.0 <= prob <= 1.0:
         raise ValueError(f"mixing probability must be in [0, 1], got {prob}")
     if batch < 0 or num_ws < 1 or (num_ws < 2 and prob > 0):

@@ -42,7 +42,7 @@ def demodulation(weight: torch.Tensor, styles: torch.Tensor, eps: float = 1e-8) 
 
 
 def prefer_grouped(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    """The automatic choice: per-sample weights only when they are few per pixel (o·i·k² ≤ 64·h·w)."""
+    """The automatic choice: per-sample weights only when few per pixel (o·i·k² ≤ 64·h·w)."""
     return weight.numel() <= 64 * x.shape[-2] * x.shape[-1]
 
 
@@ -90,7 +90,8 @@ def resampled_conv2d(x: torch.Tensor, weight: torch.Tensor, groups: int, *, up: 
         p1 = (kernel.shape[-1] - up) // 2 + padding - (k - up)
         return upfirdn2d(y, kernel, pad=(p0, p1, p0, p1), gain=up**2)
     if down > 1:
-        p0, p1 = (kernel.shape[-1] - down + 1) // 2 + padding, (kernel.shape[-1] - down) // 2 + padding
+        K = kernel.shape[-1]
+        p0, p1 = (K - down + 1) // 2 + padding, (K - down) // 2 + padding
         x = upfirdn2d(x, kernel, pad=(p0, p1, p0, p1))
         return F.conv2d(x, weight, stride=down, groups=groups)
     return F.conv2d(x, weight, padding=padding, groups=groups)

@@ -35,7 +35,7 @@ def make_kernel(taps=(1, 3, 3, 1)) -> torch.Tensor:
 
 def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
               pad: Pad | int = (0, 0, 0, 0), gain: float = 1.0) -> torch.Tensor:
-    """Zero-stuff by `up`, pad (x0, x1, y0, y1) (negative pads crop), filter, keep every `down`-th."""
+    """Zero-stuff by `up`, pad (x0, x1, y0, y1) (negative crops), filter, keep every `down`-th."""
     if x.ndim != 4:
         raise ValueError(f"upfirdn2d expects x of shape (b, c, h, w), got {tuple(x.shape)}")
     if kernel.ndim not in (1, 2):

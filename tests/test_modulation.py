@@ -122,13 +122,15 @@ def test_modules_match_the_function():
     rgb = ToRGB(5, 2, 8)
     with torch.no_grad():
         rgb.bias.normal_(generator=generator(0))
-    x, w = torch.randn(2, 3, 4, 4, generator=generator(1)), torch.randn(2, 8, generator=generator(2))
+    x = torch.randn(2, 3, 4, 4, generator=generator(1))
+    w = torch.randn(2, 8, generator=generator(2))
     y = conv(x, w)
     assert y.shape == (2, 5, 8, 8)
     s = conv.affine(w) / 27**0.5  # equalized weight w / √(i·k·k), moved onto the styles
     torch.testing.assert_close(y, modulated_conv2d(x, conv.weight, s, up=2), rtol=1e-5, atol=1e-5)
     s = rgb.conv.affine(w) / 5**0.5
-    expected = modulated_conv2d(y, rgb.conv.weight, s, demodulate=False) + rgb.bias.view(1, -1, 1, 1)
+    expected = modulated_conv2d(y, rgb.conv.weight, s, demodulate=False)
+    expected = expected + rgb.bias.view(1, -1, 1, 1)
     torch.testing.assert_close(rgb(y, w), expected)
     assert torch.equal(conv.affine(torch.zeros(1, 8)), torch.ones(1, 3))  # bias_init = 1
 
