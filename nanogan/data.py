@@ -21,18 +21,23 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
+import json
 import logging
 import os
 import shutil
 import tempfile
 import urllib.request
+import zipfile
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from nanogan.randomness import derive_seed
 
@@ -287,7 +292,7 @@ class InfiniteSampler(torch.utils.data.Sampler[int]):
             e, offset = e + 1, 0
 
 
-# ------------------------------------------------------------------------------- open_dataset
+# ----------------------------------------------------------------------------- resampling
 
 
 def check_resolution(resolution: int) -> None:
@@ -324,6 +329,249 @@ def fashion_mnist_dataset(root: str | Path | None = None, *, split: str = "train
                         xflip=xflip)
 
 
+# ---------------------------------------------------------------------------------- CIFAR-10
+
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+                   "truck")
+CIFAR10_RECORD = 1 + 3 * 32 * 32  # label byte, then the red, green and blue 32×32 planes
+
+
+def cifar10_folder(path: Path) -> Path | None:
+    """The folder of CIFAR-10 .bin batches at `path` or in its cifar-10-batches-bin/, if any."""
+    for folder in (path, path / "cifar-10-batches-bin"):
+        if (folder / "data_batch_1.bin").is_file() or (folder / "test_batch.bin").is_file():
+            return folder
+    return None
+
+
+def load_cifar10(folder: Path, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
+    """uint8 (n, 3, 32, 32) images and int64 labels from CIFAR-10's binary version."""
+    files = (sorted(folder.glob("data_batch_*.bin"), key=lambda p: int(p.stem.rsplit("_", 1)[1]))
+             if split == "train" else [p for p in [folder / "test_batch.bin"] if p.is_file()])
+    if not files:
+        raise DataError(f"{folder}: no CIFAR-10 {split} batches "
+                        f"({'data_batch_N.bin' if split == 'train' else 'test_batch.bin'})")
+    images, labels = [], []
+    for path in files:
+        raw = path.read_bytes()
+        if len(raw) == 0 or len(raw) % CIFAR10_RECORD:
+            raise DataError(f"{path}: {len(raw)} bytes is not a whole number of "
+                            f"{CIFAR10_RECORD}-byte CIFAR-10 records")
+        records = np.frombuffer(raw, np.uint8).reshape(-1, CIFAR10_RECORD)
+        if records[:, 0].max() >= len(CIFAR10_CLASSES):
+            raise DataError(f"{path}: label {records[:, 0].max()} is not one of the 10 classes")
+        labels.append(records[:, 0].astype(np.int64))
+        images.append(records[:, 1:].reshape(-1, 3, 32, 32))
+    return np.concatenate(images), np.concatenate(labels)
+
+
+def grey(images: np.ndarray) -> np.ndarray:
+    """uint8 (n, 3, h, w) -> (n, 1, h, w) by ITU-R 601-2 luma, in Pillow's fixed point."""
+    r, g, b = (images[:, i : i + 1].astype(np.uint32) for i in range(3))
+    return ((r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16).astype(np.uint8)
+
+
+# ------------------------------------------------------------------------ image folders and zips
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif")
+CACHE_VERSION = 1
+
+
+def decode_image(data: bytes, resolution: int, channels: int) -> np.ndarray:
+    """Encoded image bytes -> uint8 (channels, resolution, resolution).
+
+    The largest centred square is cropped and resized with Lanczos (the same geometry as
+    resizing the shorter side to `resolution` and cropping the centre). Alpha is composited on
+    black; grey becomes RGB by repetition and RGB becomes grey by ITU-R 601-2 luma; 16-bit grey
+    is scaled by 255/65535 (Pillow alone would clip it).
+    """
+    with Image.open(io.BytesIO(data)) as image:
+        image.load()  # decode now: truncated or corrupt data raises here, not later
+        if image.mode.startswith("I"):
+            image = Image.fromarray((np.asarray(image, np.float64) / 257).round().astype(np.uint8))
+        if "A" in image.mode or "a" in image.mode or "transparency" in image.info:
+            rgba = image.convert("RGBA")
+            image = Image.alpha_composite(Image.new("RGBA", rgba.size, (0, 0, 0, 255)), rgba)
+        image = image.convert("L" if channels == 1 else "RGB")
+    w, h = image.size
+    s = min(w, h)
+    left, top = (w - s) // 2, (h - s) // 2
+    image = image.crop((left, top, left + s, top + s))
+    if s != resolution:
+        image = image.resize((resolution, resolution), Image.Resampling.LANCZOS)
+    array = np.asarray(image)
+    return array[None] if channels == 1 else array.transpose(2, 0, 1)
+
+
+class ImageSource:
+    """The image files of a folder (recursively) or a zip archive, sorted, with their labels.
+
+    Labels come from the first-level sub-folders (sorted names); a single image directly in the
+    root makes the whole source unlabeled. In a zip, one folder holding everything is a wrapper
+    (`zip -r cats.zip cats/`), not a class, and is looked through. Hidden files are ignored.
+    """
+
+    def __init__(self, path: Path):
+        self.path, self.is_zip, self._archive = path, path.is_file(), None
+        if self.is_zip:
+            try:
+                with zipfile.ZipFile(path) as archive:
+                    names = [i.filename for i in archive.infolist() if not i.is_dir()]
+            except (zipfile.BadZipFile, OSError) as err:
+                raise DataError(f"{path}: not a readable zip archive ({err})") from None
+        else:
+            names = [Path(d, f).relative_to(path).as_posix()
+                     for d, _, files in os.walk(path, followlinks=True) for f in files]
+        self.names = sorted(n for n in names if n.lower().endswith(IMAGE_EXTENSIONS) and not any(
+            part.startswith(".") or part == "__MACOSX" for part in n.split("/")))
+        parts = [n.split("/") for n in self.names]
+        if self.is_zip and parts and all(len(p) > 1 for p in parts) and len(
+                {p[0] for p in parts}) == 1:
+            parts = [p[1:] for p in parts]
+        labeled = bool(parts) and all(len(p) > 1 for p in parts)
+        self.class_names = sorted({p[0] for p in parts}) if labeled else []
+        index = {c: i for i, c in enumerate(self.class_names)}
+        self.labels = np.array([index[p[0]] if labeled else 0 for p in parts], np.int64)
+
+    def fingerprint(self) -> list:
+        """What the decoded cache depends on: the archive's or every file's size and mtime."""
+        files = [""] if self.is_zip else self.names
+        stats = [(self.path / f if f else self.path).stat() for f in files]
+        return [(f, st.st_size, st.st_mtime_ns) for f, st in zip(files, stats)]
+
+    def where(self, i: int) -> str:
+        return f"{self.path}:{self.names[i]}" if self.is_zip else str(self.path / self.names[i])
+
+    def read(self, i: int) -> bytes:
+        """The bytes of image i (zipfile serializes concurrent reads of one archive itself)."""
+        if not self.is_zip:
+            return (self.path / self.names[i]).read_bytes()
+        if self._archive is None:
+            self._archive = zipfile.ZipFile(self.path)
+        return self._archive.read(self.names[i])
+
+    def close(self) -> None:
+        if self._archive is not None:
+            self._archive.close()
+            self._archive = None
+
+
+def image_folder_dataset(path: Path, *, resolution: int | None = None, channels: int = 3,
+                         xflip: bool = False, skip_bad: bool = False,
+                         cache_dir: Path | None = None) -> ImageDataset:
+    """Decode a folder or zip of images once into a cached uint8 memmap, then index it.
+
+    The cache (images .npy, labels .npy, a .json written last) is keyed by the source's path,
+    every file's size and mtime (the archive's for a zip), the resolution and the channels.
+    """
+    source = ImageSource(path)
+    if not source.names:
+        raise DataError(f"{path}: no images found (looked for {', '.join(IMAGE_EXTENSIONS)} "
+                        f"files{' in the archive' if source.is_zip else ', recursively'})")
+    try:
+        resolution = resolution or _native_resolution(source)
+        key = hashlib.sha256(json.dumps([CACHE_VERSION, str(path.resolve()), source.fingerprint(),
+                                         resolution, channels]).encode()).hexdigest()[:16]
+        folder = Path(cache_dir) if cache_dir is not None else user_cache_dir() / "datasets"
+        stem = folder / f"{''.join(c if c.isalnum() else '-' for c in path.name)}-{key}"
+        meta_path, images_path, labels_path = (Path(f"{stem}{suffix}") for suffix in
+                                               (".json", ".images.npy", ".labels.npy"))
+        if not (meta_path.is_file() and images_path.is_file() and labels_path.is_file()):
+            folder.mkdir(parents=True, exist_ok=True)
+            skipped = _decode_all(source, resolution, channels, skip_bad, images_path, labels_path)
+            _write_atomic(meta_path, json.dumps({"source": str(path), "skipped": skipped,
+                                                 "class_names": source.class_names}).encode())
+    finally:
+        source.close()
+    meta = json.loads(meta_path.read_text())
+    skipped = [tuple(item) for item in meta["skipped"]]
+    if skipped and not skip_bad:
+        raise DataError(f"{skipped[0][0]}: cannot read this image ({skipped[0][1]}); fix or "
+                        f"delete it, or pass skip_bad=True ({len(skipped)} bad in all)")
+    if skipped:
+        logger.warning("%s: skipped %d unreadable images", path, len(skipped))
+    name = f"{path.resolve()}@{resolution}px-{channels}ch" + ("+xflip" if xflip else "")
+    return ImageDataset(np.load(images_path, mmap_mode="r"), np.load(labels_path), name=name,
+                        class_names=meta["class_names"], xflip=xflip, skipped=skipped)
+
+
+def _native_resolution(source: ImageSource) -> int:
+    """The largest allowed power of two not above the first readable image's shorter side."""
+    for i in range(len(source.names)):
+        try:
+            with Image.open(io.BytesIO(source.read(i))) as image:
+                side = min(image.size)
+        except Exception:  # noqa: BLE001 - a bad file is reported by the decoding pass
+            continue
+        return max(r for r in RESOLUTIONS if r <= max(side, RESOLUTIONS[0]))
+    return RESOLUTIONS[0]
+
+
+def _decode_all(source: ImageSource, resolution: int, channels: int, skip_bad: bool,
+                images_path: Path, labels_path: Path) -> list[tuple[str, str]]:
+    """Decode every image (threads: Pillow releases the GIL) into a temporary .npy, then rename."""
+    n = len(source.names)
+
+    def decode(i: int) -> np.ndarray | str:
+        try:
+            return decode_image(source.read(i), resolution, channels)
+        except Exception as err:  # noqa: BLE001 - any failure is this file's failure
+            return f"{type(err).__name__}: {err}"
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{images_path.name}.", suffix=".npy",
+                               dir=images_path.parent)
+    os.close(fd)
+    try:
+        out = np.lib.format.open_memmap(tmp, "w+", np.uint8, (n, channels, resolution, resolution))
+        keep, skipped = [], []
+        with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
+            for i, result in enumerate(pool.map(decode, range(n))):
+                if isinstance(result, str):
+                    if not skip_bad:
+                        raise DataError(f"{source.where(i)}: cannot read this image ({result}); "
+                                        "fix or delete it, or pass skip_bad=True")
+                    skipped.append((source.where(i), result))
+                    continue
+                out[len(keep)] = result
+                keep.append(i)
+        if not keep:
+            raise DataError(f"{source.path}: none of its {n} images could be read "
+                            f"(first: {skipped[0][0]}: {skipped[0][1]})")
+        if len(keep) < n:  # shrink the file to the images kept
+            kept = np.lib.format.open_memmap(tmp + ".kept", "w+", np.uint8, (len(keep), *out.shape[1:]))
+            kept[:] = out[: len(keep)]
+            kept.flush()
+            del kept
+            os.replace(tmp + ".kept", tmp)
+        out.flush()
+        del out
+        _write_atomic(labels_path, _npy_bytes(source.labels[keep]))
+        os.replace(tmp, images_path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+        Path(tmp + ".kept").unlink(missing_ok=True)
+    return skipped
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def _write_atomic(path: Path, content: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(content)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+# ------------------------------------------------------------------------------- open_dataset
+
+
 def open_dataset(source: str | Path | None = None, *, resolution: int | None = None,
                  channels: int | None = None, split: str = "train", xflip: bool = False,
                  skip_bad: bool = False, cache_dir: Path | None = None) -> ImageDataset:
@@ -344,4 +592,20 @@ def open_dataset(source: str | Path | None = None, *, resolution: int | None = N
     if not path.exists():
         raise DatasetNotFoundError(f"{source}: no such file or folder (expected 'fashion-mnist', "
                                    "an image folder, a .zip of images or a CIFAR-10 folder)")
-    raise DataError(f"{source}: not a dataset nanogan can read")
+    cifar = cifar10_folder(path) if path.is_dir() else None
+    if cifar is not None:
+        resolution, channels = resolution or 32, channels or 3
+        images, labels = load_cifar10(cifar, split)
+        images = resize_batch(grey(images) if channels == 1 else images, resolution)
+        name = "cifar-10" if (resolution, channels) == (32, 3) else (
+            f"cifar-10@{resolution}px-{channels}ch")
+        return ImageDataset(images, labels, name=name + ("+xflip" if xflip else ""),
+                            class_names=CIFAR10_CLASSES, xflip=xflip)
+    if path.is_file() and path.suffix.lower() != ".zip":
+        raise DataError(f"{source}: not a dataset nanogan can read (expected 'fashion-mnist', an "
+                        "image folder, a .zip of images or a CIFAR-10 folder)")
+    if split != "train":
+        raise ValueError(f"{source}: image folders and zips have only one split; "
+                         f"split={split!r} needs Fashion-MNIST or CIFAR-10")
+    return image_folder_dataset(path, resolution=resolution, channels=channels or 3, xflip=xflip,
+                                skip_bad=skip_bad, cache_dir=cache_dir)
