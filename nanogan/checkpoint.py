@@ -56,7 +56,7 @@ class Checkpoint:
 
 
 def flatten(tree: Any) -> tuple[dict[str, torch.Tensor], Any]:
-    """(tensors by name, JSON skeleton) for a tree of dict/list/tuple with tensor or scalar leaves."""
+    """(tensors by name, JSON skeleton) of a dict/list/tuple tree with tensor or scalar leaves."""
     tensors: dict[str, torch.Tensor] = {}
 
     def walk(node: Any, path: str) -> Any:

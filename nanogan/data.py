@@ -10,8 +10,9 @@ never deep inside a DataLoader worker, and no image is decoded twice.
 Papers: Fashion-MNIST (Xiao, Rasul, Vollgraf 2017, arXiv:1708.07747): 70,000 grey 28×28 images
 of 10 clothing classes, padded here with zeros to 32×32 so the models' resolutions stay powers of
 two. CIFAR-10 (Krizhevsky 2009, "Learning Multiple Layers of Features from Tiny Images"):
-60,000 32×32 RGB images, 10 classes. ProGAN §6.1 / StyleGAN2 train with horizontal flips
-(`xflip`), doubling the dataset deterministically so that runs resume exactly.
+60,000 32×32 RGB images, 10 classes. ProGAN (Appendix F and G, "mirror augmentation") and
+StyleGAN2 (Appendix B, FFHQ) train with horizontal flips: `xflip` doubles the dataset with
+mirrored copies at fixed indices, so that a resumed run sees exactly the same images.
 
 Shapes: a dataset item is (uint8 (c, r, r), label); `images_uint8` gives (b, c, r, r).
 Lesson: lessons/00_reading_this_repo.md
@@ -142,7 +143,8 @@ def verified_idx_bytes(path: Path, name: str | None = None, *, source: str | Non
         with gzip.open(path, "rb") as f:
             raw = f.read()
     except (OSError, EOFError, zlib.error) as err:
-        raise DataError(f"{source}: not a readable gzip file ({err}); delete it and retry") from None
+        raise DataError(f"{source}: not a readable gzip file ({err}); delete it and "
+                        "retry") from None
     stat = path.stat()
     key = (str(path), stat.st_size, stat.st_mtime_ns)
     if name in FASHION_MNIST_FILES and key not in _VERIFIED:
@@ -193,9 +195,10 @@ def load_fashion_mnist(split: str = "train", root: str | Path | None = None,
 class ImageDataset(torch.utils.data.Dataset):
     """Decoded uint8 images (n, c, r, r) and labels; index n + i is image i mirrored (xflip)."""
 
-    def __init__(self, images: np.ndarray | torch.Tensor, labels: np.ndarray | torch.Tensor | None
-                 = None, *, name: str, class_names: Sequence[str] = (), channels: int | None = None,
-                 xflip: bool = False, skipped: Sequence[tuple[str, str]] = ()):
+    def __init__(self, images: np.ndarray | torch.Tensor,
+                 labels: np.ndarray | torch.Tensor | None = None, *, name: str,
+                 class_names: Sequence[str] = (), channels: int | None = None, xflip: bool = False,
+                 skipped: Sequence[tuple[str, str]] = ()):
         images = images.numpy() if isinstance(images, torch.Tensor) else images
         if images.dtype != np.uint8 or images.ndim != 4 or images.shape[2] != images.shape[3]:
             raise ValueError(f"images must be uint8 (n, c, r, r), got {images.dtype} "
@@ -233,8 +236,9 @@ class ImageDataset(torch.utils.data.Dataset):
         flip = index >= n
         out[flip] = out[flip][..., ::-1]
         out = torch.from_numpy(out)
-        return out.expand(-1, self.channels, -1, -1).contiguous() if out.shape[1] != self.channels \
-            else out
+        if out.shape[1] != self.channels:  # grey data shown as RGB
+            out = out.expand(-1, self.channels, -1, -1).contiguous()
+        return out
 
     def labels(self) -> torch.Tensor:
         """int64 (len(self),) labels (all 0 when the dataset is unlabeled)."""
@@ -252,8 +256,9 @@ class ImageDataset(torch.utils.data.Dataset):
         self.__dict__.update(state)
 
     def __repr__(self) -> str:
-        return (f"ImageDataset({self.name!r}, {len(self)} images, {self.channels}×{self.resolution}"
-                f"×{self.resolution}, {self.num_classes} classes)")
+        r = self.resolution
+        return (f"ImageDataset({self.name!r}, {len(self)} images, {self.channels}×{r}×{r}, "
+                f"{self.num_classes} classes)")
 
 
 def to_float(images_uint8: torch.Tensor) -> torch.Tensor:
@@ -525,25 +530,28 @@ def _decode_all(source: ImageSource, resolution: int, channels: int, skip_bad: b
         out = np.lib.format.open_memmap(tmp, "w+", np.uint8, (n, channels, resolution, resolution))
         keep, skipped = [], []
         with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
-            for i, result in enumerate(pool.map(decode, range(n))):
-                if isinstance(result, str):
-                    if not skip_bad:
+            for start in range(0, n, 1024):  # in chunks: bounded memory, early errors
+                chunk = range(start, min(start + 1024, n))
+                for i, result in zip(chunk, pool.map(decode, chunk)):
+                    if isinstance(result, str) and not skip_bad:
                         raise DataError(f"{source.where(i)}: cannot read this image ({result}); "
                                         "fix or delete it, or pass skip_bad=True")
-                    skipped.append((source.where(i), result))
-                    continue
-                out[len(keep)] = result
-                keep.append(i)
+                    if isinstance(result, str):
+                        skipped.append((source.where(i), result))
+                    else:
+                        out[len(keep)] = result
+                        keep.append(i)
         if not keep:
             raise DataError(f"{source.path}: none of its {n} images could be read "
                             f"(first: {skipped[0][0]}: {skipped[0][1]})")
-        if len(keep) < n:  # shrink the file to the images kept
-            kept = np.lib.format.open_memmap(tmp + ".kept", "w+", np.uint8, (len(keep), *out.shape[1:]))
+        out.flush()
+        if len(keep) < n:  # a smaller file holding only the images kept
+            kept = np.lib.format.open_memmap(tmp + ".kept", "w+", np.uint8,
+                                             (len(keep), *out.shape[1:]))
             kept[:] = out[: len(keep)]
             kept.flush()
             del kept
             os.replace(tmp + ".kept", tmp)
-        out.flush()
         del out
         _write_atomic(labels_path, _npy_bytes(source.labels[keep]))
         os.replace(tmp, images_path)

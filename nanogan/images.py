@@ -128,7 +128,7 @@ def _nonempty(frames: Sequence[np.ndarray]) -> Sequence[np.ndarray]:
 
 def _frame(frame: np.ndarray, first: np.ndarray) -> np.ndarray:
     frame = np.ascontiguousarray(frame)
-    if frame.dtype != np.uint8 or not (frame.ndim == 2 or (frame.ndim == 3 and frame.shape[2] == 3)):
+    if frame.dtype != np.uint8 or frame.ndim not in (2, 3) or frame.shape[2:] not in ((), (3,)):
         raise ValueError(f"frames must be uint8 (H, W) or (H, W, 3), got {frame.dtype} "
                          f"{frame.shape}")
     if frame.shape != np.shape(first):

@@ -42,13 +42,15 @@ trees = st.recursive(
 
 
 def same(a, b):
-    """Equal values with equal types all the way down: tuple ≠ list, 1 ≠ 1.0 ≠ True, nan = nan."""
+    """Equal values and equal types all the way down: tuple ≠ list, 1 ≠ 1.0 ≠ True, nan = nan."""
     if type(a) is not type(b):
         return False
     if isinstance(a, torch.Tensor):
         return a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b)
     if isinstance(a, float):
-        return (math.isnan(a) and math.isnan(b)) or (a == b and math.copysign(1, a) == math.copysign(1, b))
+        if math.isnan(a):
+            return math.isnan(b)
+        return a == b and math.copysign(1, a) == math.copysign(1, b)
     if isinstance(a, dict):
         return (list(a) == list(b) and all(type(k) is type(j) for k, j in zip(a, b))
                 and all(same(a[k], b[k]) for k in a))

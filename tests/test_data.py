@@ -75,7 +75,7 @@ def trust(monkeypatch, contents):
 
 
 def test_search_order(isolated, monkeypatch):
-    """The given folder wins, then $NANOGAN_DATA (itself or its fashion-mnist/), the cache, Debian's."""
+    """The given folder wins, then $NANOGAN_DATA (or its fashion-mnist/), the cache, Debian's."""
     places = {p: write_fashion(isolated / p, fake_fashion()) for p in
               ("given", "env/fashion-mnist", "cache/nanogan/fashion-mnist", "debian")}
     monkeypatch.setenv("NANOGAN_DATA", str(isolated / "env"))
@@ -117,7 +117,7 @@ def test_download_is_verified_and_atomic(isolated, monkeypatch):
         find_fashion_mnist()
     assert data.FASHION_MNIST_URL + FILES[2] in str(err.value)
     assert not (other / "nanogan" / "fashion-mnist" / FILES[2]).exists()
-    assert [p.name for p in (other / "nanogan" / "fashion-mnist").iterdir() if p.name[0] == "."] == []
+    assert not [p for p in (other / "nanogan" / "fashion-mnist").iterdir() if p.name[0] == "."]
 
 
 def test_local_corruption_names_the_file(isolated, monkeypatch):
@@ -327,7 +327,8 @@ def test_modes_become_the_requested_channels(tmp_path):
         rounding = 1 if i == 2 else 0  # Pillow's compositing rounds its own way
         got = colour[i][0].permute(1, 2, 0).numpy().astype(np.float64)
         np.testing.assert_allclose(got, want, atol=rounding)
-        np.testing.assert_allclose(grey[i][0][0].numpy(), reference_luma(want), atol=rounding + 0.51)
+        np.testing.assert_allclose(grey[i][0][0].numpy(), reference_luma(want),
+                                   atol=rounding + 0.51)
 
 
 def test_centre_crop_geometry(tmp_path):
@@ -464,7 +465,8 @@ def test_cifar10_binary_round_trips(tmp_path):
                        torch.from_numpy(np.concatenate([images1, images2])))
     assert train.labels().tolist() == [3, 9, 0, 5]
     test = open_dataset(folder, split="test")
-    assert test.labels().tolist() == [7, 1] and torch.equal(test[1][0], torch.from_numpy(images_test[1]))
+    assert test.labels().tolist() == [7, 1]
+    assert torch.equal(test[1][0], torch.from_numpy(images_test[1]))
     grey = open_dataset(folder, channels=1, resolution=16)
     assert grey[0][0].shape == (1, 16, 16)
     (folder / "data_batch_3.bin").write_bytes(raw1[:-5])
