@@ -58,7 +58,7 @@ def update_ema(ema: nn.Module, model: nn.Module, beta: float) -> None:
 
 def ema_beta(batch_size: int, half_life_kimg: float, *, images_seen: int = 0,
              rampup: float | None = None) -> float:
-    """β = 0.5^(batch / half-life in images), the half-life capped at images_seen·rampup if given."""
+    """β = 0.5^(batch / half-life in images); with a ramp-up the half-life is ≤ images_seen·rampup."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if half_life_kimg < 0 or images_seen < 0:

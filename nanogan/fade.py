@@ -63,7 +63,8 @@ def resize_reals(x: torch.Tensor, resolution: int, alpha: float = 1.0) -> torch.
     with their half-resolution version upscaled back, exactly as G's output is blended."""
     size = x.shape[-1]
     if x.shape[-2] != size or not _is_power_of_two(size):
-        raise ValueError(f"reals must be square with a power-of-two side, got {tuple(x.shape[-2:])}")
+        raise ValueError(f"reals must be square with a power-of-two side, "
+                         f"got {tuple(x.shape[-2:])}")
     allowed = [2**k for k in range(size.bit_length())]
     if resolution not in allowed or (alpha < 1 and resolution == 1):
         raise ValueError(f"resolution must be one of {allowed} (at least 2 while alpha < 1) for "
@@ -100,7 +101,7 @@ def _doublings(final_resolution: int, stabilize_images: int, fade_images: int,
 
 def growth_stage(images_seen: int, *, final_resolution: int, stabilize_images: int,
                  fade_images: int, start_resolution: int = 4) -> Stage:
-    """The stage after `images_seen` real images: stabilize, then per doubling fade in + stabilize."""
+    """The stage after `images_seen` real images: stabilize, then per doubling fade in, stabilize."""
     doublings = _doublings(final_resolution, stabilize_images, fade_images, start_resolution)
     if images_seen < 0:
         raise ValueError(f"images_seen must be >= 0, got {images_seen}")

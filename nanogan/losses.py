@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 def wgan_d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor,
                 drift: float = 0.001) -> torch.Tensor:
-    """Critic loss E[D(fake)] − E[D(real)] + drift · E[D(real)²] (ProGAN's ε_drift keeps D near 0)."""
+    """Critic loss E[D(fake)] − E[D(real)] + drift·E[D(real)²]; ProGAN's ε_drift keeps D near 0."""
     if drift < 0:
         raise ValueError(f"drift must be >= 0 (ProGAN: 0.001, WGAN-GP: 0), got {drift}")
     return fake_logits.mean() - real_logits.mean() + drift * real_logits.square().mean()
@@ -53,7 +53,7 @@ def lsgan_g_loss(fake_logits: torch.Tensor) -> torch.Tensor:
 
 
 def logistic_d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
-    """Logistic D loss E[softplus(D(fake))] + E[softplus(−D(real))], the cross-entropy of a classifier."""
+    """Logistic D loss E[softplus(D(fake))] + E[softplus(−D(real))]: a classifier's cross-entropy."""
     return F.softplus(fake_logits).mean() + F.softplus(-real_logits).mean()
 
 

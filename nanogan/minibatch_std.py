@@ -31,7 +31,7 @@ from torch import nn
 
 def minibatch_std(x: torch.Tensor, group_size: int = 4, num_channels: int = 1,
                   eps: float = 1e-8) -> torch.Tensor:
-    """Append the mean (over features and pixels) of each group's per-feature std as new channels."""
+    """Append each group's per-feature std, averaged over features and pixels, as new channels."""
     if x.dim() != 4:
         raise ValueError(f"minibatch_std expects (b, c, h, w), got shape {tuple(x.shape)}")
     b, c, h, w = x.shape

@@ -115,7 +115,8 @@ def test_make_ema_is_an_independent_frozen_copy():
 
 
 def test_rejects_mismatched_names():
-    with pytest.raises(ValueError, match=r"parameter names differ.*missing from the EMA \['2.bias'"):
+    message = r"parameter names differ.*missing from the EMA \['2.bias'"
+    with pytest.raises(ValueError, match=message):
         update_ema(nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 2, bias=False)),
                    net().float(), 0.5)
 

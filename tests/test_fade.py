@@ -1,4 +1,4 @@
-"""Progressive growing (ProGAN §2, Fig. 2, Appendix A.1): fade-in, resampling, blended reals, schedule."""
+"""Progressive growing (ProGAN §2, Fig. 2, A.1): fade-in, resampling, blended reals, schedule."""
 
 import math
 
@@ -98,11 +98,12 @@ def test_constant_image_stays_constant(value, size, alpha, data):
 
 
 def timeline(final, stabilize, fade, start):
-    """The phases of Appendix A.1 as explicit (first image, last image + 1, resolution, fading) rows."""
+    """Appendix A.1's phases as explicit (first image, end image, resolution, fading) rows."""
     rows, t, resolution = [(0, stabilize, start, False)], stabilize, start
     while resolution < final:
         resolution *= 2
-        rows += [(t, t + fade, resolution, True), (t + fade, t + fade + stabilize, resolution, False)]
+        rows += [(t, t + fade, resolution, True),
+                 (t + fade, t + fade + stabilize, resolution, False)]
         t += fade + stabilize
     return rows
 
@@ -176,8 +177,8 @@ def test_progan_celeba_hq_schedule():
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda: resize_reals(torch.zeros(1, 1, 8, 8), 3), r"resolution must be one of \[1, 2, 4, 8\]"),
-    (lambda: resize_reals(torch.zeros(1, 1, 8, 8), 16), r"resolution must be one of \[1, 2, 4, 8\]"),
+    (lambda: resize_reals(torch.zeros(1, 1, 8, 8), 3), r"one of \[1, 2, 4, 8\]"),
+    (lambda: resize_reals(torch.zeros(1, 1, 8, 8), 16), r"one of \[1, 2, 4, 8\]"),
     (lambda: resize_reals(torch.zeros(1, 1, 8, 8), 1, 0.5), "at least 2 while alpha < 1"),
     (lambda: resize_reals(torch.zeros(1, 1, 6, 6), 3), "square with a power-of-two side"),
     (lambda: resize_reals(torch.zeros(1, 1, 8, 4), 4), "square with a power-of-two side"),
@@ -186,7 +187,7 @@ def test_progan_celeba_hq_schedule():
     (lambda: growth_stage(0, final_resolution=48, stabilize_images=1, fade_images=1),
      "final_resolution must be a power of two"),
     (lambda: growth_stage(0, final_resolution=8, stabilize_images=1, fade_images=1,
-                          start_resolution=16), "start_resolution 16 must be <= final_resolution 8"),
+                          start_resolution=16), "start_resolution 16 must be <= final_resolution"),
     (lambda: images_until_final(final_resolution=8, stabilize_images=-1, fade_images=1),
      "stabilize_images and fade_images must be >= 0"),
     (lambda: growth_stage(-1, final_resolution=8, stabilize_images=1, fade_images=1),

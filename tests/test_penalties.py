@@ -100,7 +100,7 @@ def test_r1_matches_reference(seed, shape):
 
 
 def test_gradcheck_and_gradgradcheck():
-    """Both penalties are differentiated once more by the optimizer: check first and second derivatives."""
+    """The optimizer differentiates both penalties once more: check first and second derivatives."""
     real, fake = randn(2, 1, 2, 2, seed=1), randn(2, 1, 2, 2, seed=2)
     t = torch.tensor([0.3, 0.8], dtype=torch.float64)
     w1, w2 = randn(4, 3, seed=3).requires_grad_(True), randn(3, seed=4).requires_grad_(True)

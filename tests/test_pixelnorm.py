@@ -1,4 +1,4 @@
-"""Pixelwise feature vector normalization (ProGAN §4.2) against a reference written from the equation."""
+"""Pixelwise feature vector normalization (ProGAN §4.2) against a reference from the equation."""
 
 import math
 
@@ -27,7 +27,7 @@ def reference(a, eps=1e-8):
 
 
 def away_from_zero(shape, seed, dtype=torch.float64):
-    """Features with |a| >= 0.1, so that ε = 1e-8 is negligible next to every pixel's mean square."""
+    """Features with |a| >= 0.1, so that ε = 1e-8 is negligible next to every mean square."""
     g = generator(seed)
     magnitude = torch.rand(shape, generator=g, dtype=dtype) * 3 + 0.1
     sign = torch.randint(0, 2, shape, generator=g).to(dtype) * 2 - 1
