@@ -173,6 +173,7 @@ def main(
         save_grid(out / "reals.png", to_float(reals), nrow=models.grid_columns(cfg, len(reals)))
 
     def write_grid() -> None:
+        recipe.before_sampling()
         images = models.sample(module, recipe.G_ema, cfg, grid_seeds, grid_labels,
                                **recipe.sampling_view())
         save_grid(out / "grids" / f"grid-{recipe.images_seen // 1000:06d}kimg.png", images,
@@ -180,6 +181,7 @@ def main(
         save_grid(out / "grid.png", images, nrow=models.grid_columns(cfg, len(images)))
 
     def save() -> None:
+        recipe.before_sampling()
         if main_process:
             checkpoint.save(out / "checkpoint.safetensors", recipe.state_dict(), kind="training",
                             model=model, config=run_config)
@@ -222,6 +224,7 @@ def main(
                     record = {"step": recipe.step, "kimg": recipe.images_seen / 1000,
                               "images_per_s": round(speed, 2), **{k: round(v, 5) for k, v in means.items()}}
                     bad = [k for k, v in means.items() if not math.isfinite(v)]
+                    record |= {k: round(v, 5) for k, v in recipe.diagnostics().items()}
                     if main_process:
                         log_file.write(json.dumps(record) + "\n")
                         log_file.flush()

@@ -36,21 +36,22 @@ class Draws:
     def generator(self, name: str) -> torch.Generator:
         return torch.Generator(device=self.device).manual_seed(derive_seed(self.seed, self.step, name))
 
-    def _local(self, x: torch.Tensor) -> torch.Tensor:
+    def local(self, x: torch.Tensor) -> torch.Tensor:
+        """This process's slice of a global-batch tensor."""
         if x.shape[0] % self.world:
             raise ValueError(f"global batch {x.shape[0]} does not split over {self.world} processes")
         n = x.shape[0] // self.world
         return x[self.rank * n : (self.rank + 1) * n]
 
     def normal(self, name: str, shape: tuple[int, ...]) -> torch.Tensor:
-        return self._local(torch.randn(shape, generator=self.generator(name), device=self.device))
+        return self.local(torch.randn(shape, generator=self.generator(name), device=self.device))
 
     def uniform(self, name: str, shape: tuple[int, ...]) -> torch.Tensor:
-        return self._local(torch.rand(shape, generator=self.generator(name), device=self.device))
+        return self.local(torch.rand(shape, generator=self.generator(name), device=self.device))
 
     def integers(self, name: str, high: int, shape: tuple[int, ...]) -> torch.Tensor:
         g = self.generator(name)
-        return self._local(torch.randint(high, shape, generator=g, device=self.device))
+        return self.local(torch.randint(high, shape, generator=g, device=self.device))
 
 
 def seed_latents(seeds: list[int], shape: tuple[int, ...]) -> torch.Tensor:

@@ -70,6 +70,13 @@ class Recipe:
     def load_extra_state(self, state: dict[str, Any]) -> None:
         pass
 
+    def diagnostics(self) -> dict[str, float]:
+        """Extra numbers for the log (BigGAN: every layer's top singular value)."""
+        return {}
+
+    def before_sampling(self) -> None:
+        """Prepare G_ema for sampling (BigGAN: standing BatchNorm statistics)."""
+
     def sampling_view(self) -> dict[str, Any]:
         """Keyword arguments for `generate` that show the model as it trains now."""
         return {}

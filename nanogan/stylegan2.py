@@ -1,0 +1,337 @@
+"""StyleGAN2 (config F): mapping network, skip generator, residual discriminator, lazy R1 and
+path-length regularization, style mixing, truncation in W.
+
+Paper: Karras, Laine, Aittala, Hellsten, Lehtinen, Aila (2020), "Analyzing and Improving the Image
+Quality of StyleGAN", arXiv:1912.04958 — §2.2 (Eq. 1–3, weight demodulation), §3.1 (lazy
+regularization), §3.2 (Eq. 4–5, path length), §4.1 and Fig. 7 (output skips in G, residual D),
+§4.2 (config F widths), Appendix B (Adam β=(0, 0.99), lr 0.002, R1 γ=10, minibatch 32,
+minibatch-std group 4, mapping lr ×0.01, EMA half-life 10 kimg, mixing 0.9, batch shrink 2).
+
+    G: z → mapping → w → ws (b, num_ws, d) → const 4×4 → [modconv ↑, modconv] per resolution,
+       each + noise + bias → lrelu·√2; image = Σ upsampled tRGB outputs (skips)
+    D: fromRGB → [conv, conv ↓ ; skip 1×1 ↓ ; (main + skip)/√2] per resolution →
+       mbstd → conv → fc → fc (projection onto the class embedding when conditional)
+
+Widths: channels(r) = min(channel_base / r, channel_max); config F doubles StyleGAN's
+channel_base (65536 in this formula: 512 up to 128², 256 at 256², 64 at 1024²).
+
+Shapes: z (b, z) -> w (b, d) -> ws (b, n, d) -> images (b, c, r, r) -> logits (b,).
+Lesson: lessons/17_stylegan2.md
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from nanogan import recipe
+from nanogan.config import ConfigError, check_resolution
+from nanogan.ema import ema_beta, make_ema, update_ema
+from nanogan.equalized import EqualConv2d, EqualLinear
+from nanogan.lazy import is_due, lazy_adam_hyperparameters
+from nanogan.losses import logistic_d_loss, logistic_g_loss
+from nanogan.mapping import MappingNetwork
+from nanogan.minibatch_std import minibatch_std
+from nanogan.mixing import draw_crossover, mix_styles
+from nanogan.modulation import ModulatedConv2d, ToRGB
+from nanogan.noise import NoiseInput
+from nanogan.path_length import path_length_noise, path_lengths
+from nanogan.penalties import r1_penalty
+from nanogan.randomness import seed_latents
+from nanogan.truncation import truncate_w
+from nanogan.upfirdn import blur, downsample2d, make_kernel, upsample2d
+
+SQRT2 = math.sqrt(2)
+FIND_UNUSED_PARAMETERS = False
+GENERATE_OPTIONS = {"noise_mode", "truncation_cutoff"}
+
+
+@dataclass(frozen=True)
+class Config:
+    resolution: int = 256
+    channels: int = 3
+    num_classes: int = 0  # > 0: class-conditional mapping and projection D
+    z_dim: int = 512
+    w_dim: int = 512
+    mapping_layers: int = 8
+    mapping_lr_mul: float = 0.01
+    channel_base: int = 65536
+    channel_max: int = 512
+    batch_size: int = 32
+    lr: float = 0.002
+    betas: tuple[float, float] = (0.0, 0.99)
+    r1_gamma: float = 10.0
+    r1_interval: int = 16
+    pl_weight: float = 2.0  # Eq. 5 in our normalisation, see path_length.py
+    pl_interval: int = 8
+    pl_batch_shrink: int = 2
+    pl_decay: float = 0.01
+    mixing_prob: float = 0.9
+    mbstd_group: int = 4
+    ema_kimg: float = 10.0
+    ema_rampup: float | None = None
+    kimg: float = 25000.0
+
+    @property
+    def num_ws(self) -> int:
+        return 2 * int(math.log2(self.resolution)) - 2
+
+    def width(self, resolution: int) -> int:
+        return min(self.channel_base // resolution, self.channel_max)
+
+    def validate(self) -> None:
+        check_resolution(self.resolution, low=8)
+        if self.batch_size % self.mbstd_group:
+            raise ConfigError(f"batch_size {self.batch_size} must be a multiple of the "
+                              f"minibatch-std group size {self.mbstd_group}")
+        if self.batch_size % self.pl_batch_shrink:
+            raise ConfigError(f"batch_size {self.batch_size} must be divisible by "
+                              f"pl_batch_shrink {self.pl_batch_shrink}")
+
+
+PRESETS = {
+    # 32×32 Fashion-MNIST on a CPU: 64 channels at every resolution, the paper's mapping.
+    "tiny": Config(resolution=32, channels=1, channel_base=2048, channel_max=64,
+                   r1_gamma=0.1, ema_kimg=2.0, ema_rampup=0.05, kimg=40),
+    # Config F at 256² (the LSUN setting) and 1024² (FFHQ), batch 32.
+    "paper256": Config(resolution=256),
+    "paper1024": Config(resolution=1024),
+}
+
+
+def bias_act(x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """Add a per-channel bias and apply leaky ReLU 0.2 with gain √2 (keeps unit variance)."""
+    return F.leaky_relu(x + bias.view(1, -1, 1, 1), 0.2).mul_(SQRT2)
+
+
+class SynthesisLayer(nn.Module):
+    """Modulated 3×3 conv (optionally 2× up) → noise → bias → activation."""
+
+    def __init__(self, in_ch: int, out_ch: int, w_dim: int, resolution: int, up: int = 1):
+        super().__init__()
+        self.conv = ModulatedConv2d(in_ch, out_ch, 3, w_dim, up=up)
+        self.noise = NoiseInput(resolution)
+        self.bias = nn.Parameter(torch.zeros(out_ch))
+
+    def forward(self, x, w, noise_mode="random", noise=None):
+        return bias_act(self.noise(self.conv(x, w), noise=noise, mode=noise_mode), self.bias)
+
+
+class Generator(nn.Module):
+    def __init__(self, cfg: Config):
+        super().__init__()
+        self.cfg = cfg
+        self.mapping = MappingNetwork(cfg.z_dim, cfg.w_dim, cfg.mapping_layers,
+                                      num_classes=cfg.num_classes, lr_mul=cfg.mapping_lr_mul)
+        self.const = nn.Parameter(torch.randn(cfg.width(4), 4, 4))
+        self.layers, self.to_rgb = nn.ModuleList(), nn.ModuleList()
+        r = 4
+        self.layers.append(SynthesisLayer(cfg.width(4), cfg.width(4), cfg.w_dim, 4))
+        self.to_rgb.append(ToRGB(cfg.width(4), cfg.channels, cfg.w_dim))
+        while r < cfg.resolution:
+            r *= 2
+            self.layers.append(SynthesisLayer(cfg.width(r // 2), cfg.width(r), cfg.w_dim, r, up=2))
+            self.layers.append(SynthesisLayer(cfg.width(r), cfg.width(r), cfg.w_dim, r))
+            self.to_rgb.append(ToRGB(cfg.width(r), cfg.channels, cfg.w_dim))
+        self.register_buffer("kernel", make_kernel(), persistent=False)
+
+    def synthesis(self, ws: torch.Tensor, noise_mode: str = "random", noise=None) -> torch.Tensor:
+        """ws (b, num_ws, d) → images. `noise(i, shape)` supplies layer i's noise if given."""
+        x = self.const.expand(ws.shape[0], -1, -1, -1)
+        image = None
+        for block, rgb in enumerate(self.to_rgb):
+            first = max(0, 2 * block - 1)  # block 0 has one layer, the others two
+            for i in range(first, 2 * block + 1):
+                layer = self.layers[i]
+                n = None if noise is None else noise(i, (x.shape[0], 1, *layer.noise.const.shape[-2:]))
+                x = layer(x, ws[:, i], noise_mode, n)
+            y = rgb(x, ws[:, 2 * block + 1])
+            image = y if image is None else upsample2d(image, self.kernel) + y
+        return image
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None, *,
+                mix_z: torch.Tensor | None = None, crossover: torch.Tensor | None = None,
+                truncation: float = 1.0, truncation_cutoff: int | None = None,
+                noise_mode: str = "random", noise=None, update_w_avg: bool = False,
+                return_ws: bool = False):
+        n = self.cfg.num_ws
+        ws = self.mapping(z, labels, update_w_avg=update_w_avg)[:, None].expand(-1, n, -1)
+        if mix_z is not None:
+            ws = mix_styles(ws, self.mapping(mix_z, labels), crossover, n)
+        if truncation != 1.0:
+            ws = truncate_w(ws, self.mapping.w_avg, truncation, truncation_cutoff)
+        images = self.synthesis(ws, noise_mode, noise)
+        return (images, ws) if return_ws else images
+
+
+class DownConv(nn.Module):
+    """Equalized conv with FIR-blurred 2× downsampling (blur, then stride 2), as in StyleGAN2."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel_size: int, bias: bool = True):
+        super().__init__()
+        self.conv = EqualConv2d(in_ch, out_ch, kernel_size, bias, stride=2, padding=0)
+        self.register_buffer("kernel", make_kernel(), persistent=False)
+        self.pad = (len(self.kernel) - 2 + kernel_size - 1) // 2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.conv.weight.shape[-1] == 1:
+            return self.conv.forward(downsample2d(x, self.kernel))
+        return self.conv(blur(x, self.kernel, (self.pad,) * 4))
+
+
+class DBlock(nn.Module):
+    def __init__(self, in_ch: int, out_ch: int):
+        super().__init__()
+        self.conv0 = EqualConv2d(in_ch, in_ch, 3)
+        self.conv1 = DownConv(in_ch, out_ch, 3)
+        self.skip = DownConv(in_ch, out_ch, 1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.leaky_relu(self.conv0(x), 0.2) * SQRT2
+        y = F.leaky_relu(self.conv1(y), 0.2) * SQRT2
+        return (self.skip(x) + y) * (1 / SQRT2)
+
+
+class Discriminator(nn.Module):
+    def __init__(self, cfg: Config):
+        super().__init__()
+        self.cfg, r = cfg, cfg.resolution
+        self.from_rgb = EqualConv2d(cfg.channels, cfg.width(r), 1)
+        blocks = []
+        while r > 4:
+            blocks.append(DBlock(cfg.width(r), cfg.width(r // 2)))
+            r //= 2
+        self.blocks = nn.Sequential(*blocks)
+        w4 = cfg.width(4)
+        self.conv = EqualConv2d(w4 + 1, w4, 3)
+        self.fc = EqualLinear(w4 * 16, w4)
+        self.out = EqualLinear(w4, w4 if cfg.num_classes else 1)
+        self.embed = EqualLinear(cfg.num_classes, w4) if cfg.num_classes else None
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.blocks(F.leaky_relu(self.from_rgb(images), 0.2) * SQRT2)
+        x = minibatch_std(x, self.cfg.mbstd_group)
+        x = F.leaky_relu(self.conv(x), 0.2) * SQRT2
+        x = F.leaky_relu(self.fc(rearrange(x, "b c h w -> b (c h w)")), 0.2) * SQRT2
+        x = self.out(x)
+        if self.embed is None:
+            return x.squeeze(1)
+        cmap = self.embed(F.one_hot(labels, self.cfg.num_classes).to(x.dtype))
+        return (x * cmap).sum(1) / math.sqrt(x.shape[1])  # projection onto the class (ADA style)
+
+
+class Recipe(recipe.Recipe):
+    """Non-saturating logistic loss; lazy R1 on D and lazy path length on G (Appendix B)."""
+
+    name = "stylegan2"
+
+    def build(self) -> None:
+        cfg = self.cfg
+        cfg.validate()
+        self.G, self.D = Generator(cfg).to(self.device), Discriminator(cfg).to(self.device)
+        self.G_ema = make_ema(self.G)
+        lr_G, betas_G = lazy_adam_hyperparameters(cfg.lr, cfg.betas, cfg.pl_interval if cfg.pl_weight else 0)
+        lr_D, betas_D = lazy_adam_hyperparameters(cfg.lr, cfg.betas, cfg.r1_interval if cfg.r1_gamma else 0)
+        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=lr_G, betas=betas_G, eps=1e-8)
+        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=lr_D, betas=betas_D, eps=1e-8)
+        self.pl_mean = torch.zeros((), device=self.device)  # a in Eq. 4, a running mean
+
+    def _fakes(self, draws, tag: str, batch: int, labels, **kwargs):
+        cfg = self.cfg
+        z = draws.normal(f"z_{tag}", (batch, cfg.z_dim))
+        mix_z = draws.normal(f"mix_z_{tag}", (batch, cfg.z_dim))
+        crossover = draw_crossover(batch, cfg.num_ws, cfg.mixing_prob,
+                                   draws.generator(f"crossover_{tag}"))
+        crossover = draws.local(crossover.to(self.device))
+
+        def noise(i, shape):
+            return draws.normal(f"noise_{tag}_{i}", (batch, *shape[1:]))
+
+        return self.G(z, labels, mix_z=mix_z, crossover=crossover, noise=noise, **kwargs)
+
+    def _labels(self, draws, tag: str, batch: int):
+        if not self.cfg.num_classes:
+            return None
+        return draws.integers(f"labels_{tag}", self.cfg.num_classes, (batch,))
+
+    def train_step(self, reals: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        cfg, draws, batch = self.cfg, self.draws(), self.cfg.batch_size
+        labels = labels if cfg.num_classes else None
+        stats = {}
+
+        # D: logistic loss on reals and fakes.
+        fake_labels = self._labels(draws, "D", batch)
+        with torch.no_grad():
+            fakes = self._fakes(draws, "D", batch, fake_labels)
+        real_logits, fake_logits = self.D(reals, labels), self.D(fakes, fake_labels)
+        loss_D = logistic_d_loss(real_logits, fake_logits)
+        self.opt_D.zero_grad(set_to_none=True)
+        self.backward(loss_D)
+        self.opt_D.step()
+
+        # D regularization: R1 every r1_interval steps, scaled by the interval (§3.1).
+        if cfg.r1_gamma and is_due(self.step, cfg.r1_interval):
+            reals_ = reals.detach().requires_grad_(True)
+            logits = self.D(reals_, labels)
+            stats["r1"] = r1_penalty(logits, reals_)
+            loss = stats["r1"] * (cfg.r1_gamma / 2 * cfg.r1_interval) + 0 * logits.sum()
+            self.opt_D.zero_grad(set_to_none=True)
+            self.backward(loss)  # "+ 0 · logits" touches every parameter, as DDP requires
+            self.opt_D.step()
+
+        # G: non-saturating loss through a frozen D.
+        d = recipe.unwrap(self.D)
+        recipe.set_requires_grad(d, False)
+        fake_labels = self._labels(draws, "G", batch)
+        loss_G = logistic_g_loss(d(self._fakes(draws, "G", batch, fake_labels, update_w_avg=True),
+                                   fake_labels))
+        self.opt_G.zero_grad(set_to_none=True)
+        self.backward(loss_G)
+        self.opt_G.step()
+        recipe.set_requires_grad(d, True)
+
+        # G regularization: path length every pl_interval steps on a smaller batch (§3.2).
+        if cfg.pl_weight and is_due(self.step, cfg.pl_interval):
+            pl_batch = batch // cfg.pl_batch_shrink
+            images, ws = self._fakes(draws, "PL", pl_batch, self._labels(draws, "PL", pl_batch),
+                                     return_ws=True)
+            y = draws.normal("pl_y", (pl_batch, *images.shape[1:])) / math.sqrt(images[0, 0].numel())
+            lengths = path_lengths(images, ws, y)
+            self.pl_mean = self.pl_mean.lerp(lengths.mean().detach(), cfg.pl_decay)
+            stats["pl"] = (lengths - self.pl_mean).square().mean()
+            loss = stats["pl"] * (cfg.pl_weight * cfg.pl_interval) + 0 * images[:, 0, 0, 0].sum()
+            self.opt_G.zero_grad(set_to_none=True)
+            self.backward(loss)
+            self.opt_G.step()
+            stats["pl_mean"] = self.pl_mean
+
+        beta = ema_beta(batch, cfg.ema_kimg, images_seen=self.images_seen, rampup=cfg.ema_rampup)
+        update_ema(self.G_ema, recipe.unwrap(self.G), beta)
+        self.step += 1
+        self.images_seen += batch
+        stats.update(loss_D=loss_D, loss_G=loss_G, real=real_logits.mean(), fake=fake_logits.mean())
+        return {k: v.detach().float() for k, v in stats.items()}
+
+    def extra_state(self) -> dict:
+        return {"pl_mean": self.pl_mean}
+
+    def load_extra_state(self, state: dict) -> None:
+        self.pl_mean = state["pl_mean"].to(self.device)
+
+
+def sample_latents(cfg: Config, seeds: list[int], truncation: float | None = None) -> torch.Tensor:
+    return seed_latents(seeds, (cfg.z_dim,))
+
+
+@torch.no_grad()
+def generate(G: Generator, z: torch.Tensor, labels: torch.Tensor | None = None, *,
+             truncation: float | None = None, truncation_cutoff: int | None = None,
+             noise_mode: str = "const") -> torch.Tensor:
+    """Images from G_ema: truncation ψ in W (1 = none) and the noise mode of §2 / Fig. 5."""
+    return G(z, labels, truncation=1.0 if truncation is None else truncation,
+             truncation_cutoff=truncation_cutoff, noise_mode=noise_mode)
