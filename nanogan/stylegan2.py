@@ -32,19 +32,19 @@ from torch import nn
 from nanogan import recipe
 from nanogan.config import ConfigError, check_resolution
 from nanogan.ema import ema_beta, make_ema, update_ema
-from nanogan.equalized import EqualConv2d, EqualLinear
+from nanogan.equalized import EqualConv2d, EqualLinear, equalize
 from nanogan.lazy import is_due, lazy_adam_hyperparameters
 from nanogan.losses import logistic_d_loss, logistic_g_loss
 from nanogan.mapping import MappingNetwork
 from nanogan.minibatch_std import minibatch_std
 from nanogan.mixing import draw_crossover, mix_styles
-from nanogan.modulation import ModulatedConv2d, ToRGB
+from nanogan.modulation import ModulatedConv2d, ToRGB, resampled_conv2d
 from nanogan.noise import NoiseInput
 from nanogan.path_length import path_length_noise, path_lengths
 from nanogan.penalties import r1_penalty
 from nanogan.randomness import seed_latents
 from nanogan.truncation import truncate_w
-from nanogan.upfirdn import blur, downsample2d, make_kernel, upsample2d
+from nanogan.upfirdn import make_kernel, upsample2d
 
 SQRT2 = math.sqrt(2)
 FIND_UNUSED_PARAMETERS = False
@@ -174,14 +174,14 @@ class DownConv(nn.Module):
 
     def __init__(self, in_ch: int, out_ch: int, kernel_size: int, bias: bool = True):
         super().__init__()
-        self.conv = EqualConv2d(in_ch, out_ch, kernel_size, bias, stride=2, padding=0)
+        self.conv = EqualConv2d(in_ch, out_ch, kernel_size, bias)
         self.register_buffer("kernel", make_kernel(), persistent=False)
-        self.pad = (len(self.kernel) - 2 + kernel_size - 1) // 2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.conv.weight.shape[-1] == 1:
-            return self.conv.forward(downsample2d(x, self.kernel))
-        return self.conv(blur(x, self.kernel, (self.pad,) * 4))
+        conv = self.conv
+        y = resampled_conv2d(x, equalize(conv.weight, conv.gain), 1, up=1, down=2,
+                             padding=conv.padding, kernel=self.kernel)
+        return y if conv.bias is None else y + conv.bias.view(1, -1, 1, 1)
 
 
 class DBlock(nn.Module):
