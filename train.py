@@ -29,17 +29,25 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rich.table import Table
 
 from nanogan import checkpoint, config, models
-from nanogan.data import InfiniteSampler, open_dataset, to_float
+from nanogan.data import DataError, DatasetNotFoundError, InfiniteSampler, open_dataset, to_float
 from nanogan.images import save_grid
+from nanogan.randomness import derive_seed
+from nanogan.recipe import unwrap
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 console = Console()
+RUN_KEYS = ("_preset", "_data", "_mirror", "_skip_bad")  # run options stored beside the config
 
 
 class Precision(str, Enum):
     no = "no"
     fp16 = "fp16"
     bf16 = "bf16"
+
+
+class OnNonFinite(str, Enum):
+    stop = "stop"
+    rollback = "rollback"
 
 
 class StopFlag:
@@ -88,9 +96,28 @@ def resolve(model: str, preset: str, kimg, batch_size, resolution, overrides) ->
     return config.apply_overrides(cfg, flags + list(overrides))
 
 
+def _metric_names(text: str) -> list[str]:
+    from nanogan.evaluate import METRICS
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    unknown = [m for m in names if m not in METRICS]
+    if unknown:
+        raise typer.BadParameter(f"unknown metrics {unknown}; choose from {', '.join(METRICS)}",
+                                 param_hint="--metrics")
+    return names
+
+
+def _undo_autocast_patch(*modules: torch.nn.Module) -> None:
+    """Accelerate wraps a prepared model's forward in autocast; recipes instead enter
+    `recipe.autocast()` themselves, so that R1 and path length can run in fp32."""
+    for module in modules:
+        inner = unwrap(module)
+        if "_original_forward" in vars(inner):
+            inner.forward = inner._original_forward
+
+
 @app.command()
 def main(
-    model: Optional[str] = typer.Option(None, help="progan | stylegan2 | biggan [default: progan]"),
+    model: Optional[str] = typer.Option(None, help="stylegan2 | progan | biggan [default: stylegan2]"),
     preset: str = typer.Option("tiny", help="Named configuration in the model file."),
     data: Optional[str] = typer.Option(None, help="fashion-mnist (default), an image folder, a .zip, or a CIFAR-10 folder."),
     out: Optional[Path] = typer.Option(None, help="Run folder [default: runs/MODEL-PRESET, numbered if taken]."),
@@ -98,33 +125,48 @@ def main(
     batch_size: Optional[int] = typer.Option(None, help="Global batch size (split over processes)."),
     resolution: Optional[int] = typer.Option(None, help="Power-of-two image size."),
     seed: int = typer.Option(0, help="Seeds weights, data order and every random draw."),
-    precision: Precision = typer.Option(Precision.no, help="Mixed precision (Accelerate)."),
+    precision: Precision = typer.Option(Precision.no, help="Mixed precision (Accelerate); R1 and path length stay fp32."),
+    grad_accum: int = typer.Option(1, help="Split every phase's batch into this many accumulated micro-batches."),
     resume: Optional[Path] = typer.Option(None, help="Continue a run (its folder or checkpoint file)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved configuration and exit."),
     set_: List[str] = typer.Option([], "--set", help="Override a config field: --set key=value (repeatable)."),
+    mirror: bool = typer.Option(False, "--mirror", help="Add horizontally mirrored copies of the data."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unreadable images (counted in the log) instead of failing."),
     grid_kimg: float = typer.Option(4.0, help="Write a sample grid every this many kimg."),
     snapshot_kimg: float = typer.Option(10.0, help="Write a checkpoint every this many kimg."),
+    metrics: str = typer.Option("", help="Metrics to compute while training, e.g. fid,kid,pr (off by default)."),
+    metrics_kimg: float = typer.Option(50.0, help="Compute --metrics every this many kimg and at the end."),
+    metrics_images: int = typer.Option(2000, help="Generated and real images per metric evaluation."),
+    extractor: str = typer.Option("fashion", help="Features for fid/kid/pr/is: fashion (offline, 32² grey) or inception."),
+    on_nonfinite: OnNonFinite = typer.Option(OnNonFinite.stop, help="After a NaN/inf loss: stop, or roll back to the last checkpoint with a new seed."),
     log_every: int = typer.Option(20, help="Log losses and speed every this many steps."),
     workers: int = typer.Option(0, help="DataLoader worker processes."),
 ):
-    """Train ProGAN, StyleGAN2 or BigGAN; writes grids, a JSONL log and checkpoints to --out."""
+    """Train StyleGAN2, ProGAN or BigGAN; writes grids, a JSONL log and checkpoints to --out."""
+    metric_names = _metric_names(metrics)
+    if grad_accum < 1:
+        raise typer.BadParameter(f"must be >= 1, got {grad_accum}", param_hint="--grad-accum")
     state = None
     if resume is not None:
         ckpt_path = resume / "checkpoint.safetensors" if resume.is_dir() else resume
         stored = checkpoint.load(ckpt_path, kind="training", model=model)
-        model, preset = stored.model, stored.config.pop("_preset", "tiny")
+        run = {k: stored.config.pop(k, None) for k in RUN_KEYS}
+        model, preset = stored.model, run["_preset"] or "tiny"
+        data = data or run["_data"]
+        mirror, skip_bad = mirror or bool(run["_mirror"]), skip_bad or bool(run["_skip_bad"])
         module = models.MODELS[model]
         cfg = config.from_dict(module.Config, stored.config)
         flags = [f"kimg={kimg}"] if kimg is not None else []
         cfg = config.apply_overrides(cfg, flags + list(set_))
         state, out = stored.state, out or ckpt_path.parent
     else:
-        model = model or "progan"
+        model = model or "stylegan2"
         cfg = resolve(model, preset, kimg, batch_size, resolution, set_)
         module = models.MODELS[model]
     out = out or _default_out(model, preset)
+    cfg.validate()  # before touching any data: a bad resolution or batch fails at once
     explicit_channels = any(s.split("=")[0].strip() == "channels" for s in set_)
-    dataset = open_dataset(data, resolution=cfg.resolution,
+    dataset = open_dataset(data, resolution=cfg.resolution, xflip=mirror, skip_bad=skip_bad,
                            channels=cfg.channels if explicit_channels or state else None)
     cfg = models.fit_to_dataset(cfg, dataset)
     cfg.validate()
@@ -145,30 +187,43 @@ def main(
     world, rank = accelerator.num_processes, accelerator.process_index
     torch.manual_seed(seed)  # weight initialisation; identical on every process
     recipe = module.Recipe(cfg, seed=seed, rank=rank, world=world, device=accelerator.device,
-                           backward=accelerator.backward)
+                           backward=accelerator.backward, autocast=accelerator.autocast,
+                           accumulate=grad_accum)
     if state is not None:
         recipe.load_state_dict(state)
     per_step = recipe.batch_per_step
     if len(dataset) < per_step:
         raise typer.BadParameter(f"the dataset has {len(dataset)} images, fewer than one step's "
                                  f"batch of {per_step}", param_hint="--data")
-    if per_step % world:
-        raise typer.BadParameter(f"batch {per_step} does not split over {world} processes")
+    if per_step % (world * grad_accum) or cfg.batch_size % (world * grad_accum):
+        raise typer.BadParameter(f"batch {cfg.batch_size} does not split over {world} processes "
+                                 f"× {grad_accum} micro-batches", param_hint="--batch-size")
 
-    sampler = InfiniteSampler(len(dataset), seed=seed, start=recipe.step * per_step)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=per_step, sampler=sampler,
-                                         drop_last=True, num_workers=workers)
-    recipe.G, recipe.D, recipe.opt_G, recipe.opt_D, loader = accelerator.prepare(
-        recipe.G, recipe.D, recipe.opt_G, recipe.opt_D, loader)
+    recipe.G, recipe.D, recipe.opt_G, recipe.opt_D = accelerator.prepare(
+        recipe.G, recipe.D, recipe.opt_G, recipe.opt_D)
+    _undo_autocast_patch(recipe.G, recipe.D)
     recipe.G_ema.to(accelerator.device)
 
-    run_config = config.to_dict(cfg) | {"_preset": preset}
+    def batches():
+        """The data stream from this step on; its order is a function of (seed, step) alone."""
+        sampler = InfiniteSampler(len(dataset), seed=recipe.seed, start=recipe.step * per_step)
+        loader = torch.utils.data.DataLoader(dataset, batch_size=per_step, sampler=sampler,
+                                             drop_last=True, num_workers=workers)
+        return iter(accelerator.prepare_data_loader(loader))
+
+    run_config = config.to_dict(cfg) | {"_preset": preset, "_data": data, "_mirror": mirror,
+                                        "_skip_bad": skip_bad}
     grid_seeds, grid_labels = models.grid_inputs(module, cfg)
     if main_process:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(
             {"model": model, "preset": preset, "seed": seed, "config": run_config,
-             "world_size": world, "precision": precision.value, "data": dataset.name}, indent=2))
+             "world_size": world, "precision": precision.value, "grad_accum": grad_accum,
+             "data": dataset.name, "images": len(dataset), "skipped": len(dataset.skipped)},
+            indent=2))
+        if dataset.skipped:
+            console.print(f"[yellow]skipped {len(dataset.skipped)} unreadable images "
+                          f"(first: {dataset.skipped[0][0]})")
         reals = torch.stack([dataset[i][0] for i in range(min(len(dataset), len(grid_seeds)))])
         save_grid(out / "reals.png", to_float(reals), nrow=models.grid_columns(cfg, len(reals)))
 
@@ -176,7 +231,7 @@ def main(
         recipe.before_sampling()
         images = models.sample(module, recipe.G_ema, cfg, grid_seeds, grid_labels,
                                **recipe.sampling_view())
-        save_grid(out / "grids" / f"grid-{recipe.images_seen // 1000:06d}kimg.png", images,
+        save_grid(out / "grids" / f"grid-{recipe.images_seen / 1000:09.3f}kimg.png", images,
                   nrow=models.grid_columns(cfg, len(images)))
         save_grid(out / "grid.png", images, nrow=models.grid_columns(cfg, len(images)))
 
@@ -189,6 +244,25 @@ def main(
                             kind="model", model=model, config=run_config)
         accelerator.wait_for_everyone()
 
+    def measure() -> dict:
+        """The chosen metrics of G_ema against the data's test split (train for folders)."""
+        from nanogan.evaluate import evaluate
+        recipe.before_sampling()
+        split = "test"
+        try:
+            reference = open_dataset(data, resolution=cfg.resolution, channels=cfg.channels,
+                                     split=split)
+        except ValueError:  # image folders and zips have one split
+            reference, split = dataset, "train"
+        results = evaluate(metric_names, dataset=reference, num_images=metrics_images,
+                           extractor=extractor, split=split, seed=seed,
+                           generate=models.random_sampler(module, recipe.G_ema, cfg))
+        record = {"kimg": recipe.images_seen / 1000, "step": recipe.step,
+                  "metrics": {k: r.to_dict() for k, r in results.items()}}
+        with (out / "metrics.jsonl").open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        return {k: r.value for k, r in results.items()}
+
     total = round(cfg.kimg * 1000)
     log_file = (out / "log.jsonl").open("a") if main_process else None
     stop = StopFlag()
@@ -197,10 +271,17 @@ def main(
                         TextColumn("{task.fields[speed]}"), TextColumn("{task.fields[info]}"),
                         TimeElapsedColumn(), TimeRemainingColumn(),
                         console=console, disable=not main_process)
-    batches = iter(loader)
+    data_stream = batches()
     sums: dict[str, torch.Tensor] = {}
     tick_time, tick_images, steps_in_tick = time.perf_counter(), recipe.images_seen, 0
     interrupted = failed = False
+    rollbacks = 0
+
+    def log(record: dict) -> None:
+        if main_process:
+            log_file.write(json.dumps(record) + "\n")
+            log_file.flush()
+
     try:
         with progress:
             task = progress.add_task(model, total=total / 1000, completed=recipe.images_seen / 1000,
@@ -208,7 +289,7 @@ def main(
             if main_process and recipe.images_seen == 0:
                 write_grid()
             while recipe.images_seen < total:
-                reals, labels = next(batches)
+                reals, labels = next(data_stream)
                 before = recipe.images_seen
                 stats = recipe.train_step(to_float(reals), labels)
                 for k, v in stats.items():
@@ -216,32 +297,53 @@ def main(
                 steps_in_tick += 1
                 progress.update(task, completed=recipe.images_seen / 1000)
                 done = recipe.images_seen >= total
-                if steps_in_tick == log_every or done:
-                    means = {k: accelerator.reduce(v.to(accelerator.device), "mean").item() / steps_in_tick
-                             for k, v in sums.items()}
+                snapshot = _crossed(before, recipe.images_seen, snapshot_kimg) and not done
+                if steps_in_tick == log_every or done or snapshot:
+                    means = {k: accelerator.reduce(v.to(accelerator.device), "mean").item()
+                             / steps_in_tick for k, v in sums.items()}
+                    bad = [k for k, v in means.items() if not math.isfinite(v)]
+                    if bad:  # never save a broken state: check before any checkpoint
+                        message = (f"non-finite {', '.join(bad)} at step {recipe.step} (kimg "
+                                   f"{recipe.images_seen / 1000:.2f})")
+                        log({"step": recipe.step, "kimg": recipe.images_seen / 1000,
+                             "event": "non-finite", "losses": bad})
+                        last = out / "checkpoint.safetensors"
+                        if on_nonfinite == OnNonFinite.rollback and last.exists() and rollbacks < 3:
+                            rollbacks += 1
+                            recipe.load_state_dict(checkpoint.load(last, kind="training").state)
+                            recipe.seed = derive_seed(recipe.seed, "rollback", rollbacks) % 2**31
+                            console.print(f"[yellow]{message}; rolled back to kimg "
+                                          f"{recipe.images_seen / 1000:.2f} with seed "
+                                          f"{recipe.seed}")
+                            log({"step": recipe.step, "event": "rollback", "seed": recipe.seed})
+                            data_stream, sums, steps_in_tick = batches(), {}, 0
+                            tick_time, tick_images = time.perf_counter(), recipe.images_seen
+                            continue
+                        failed = True
+                        console.print(f"[red]{message}; stopping. The last good checkpoint is "
+                                      f"{last if last.exists() else '(none yet)'}")
+                        break
                     now = time.perf_counter()
                     speed = (recipe.images_seen - tick_images) / (now - tick_time)
                     record = {"step": recipe.step, "kimg": recipe.images_seen / 1000,
-                              "images_per_s": round(speed, 2), **{k: round(v, 5) for k, v in means.items()}}
-                    bad = [k for k, v in means.items() if not math.isfinite(v)]
-                    record |= {k: round(v, 5) for k, v in recipe.diagnostics().items()}
+                              "images_per_s": round(speed, 2),
+                              **{k: round(v, 5) for k, v in means.items()},
+                              **{k: round(v, 5) for k, v in recipe.diagnostics().items()}}
+                    log(record)
                     if main_process:
-                        log_file.write(json.dumps(record) + "\n")
-                        log_file.flush()
                         info = " ".join(f"{k} {v:.3g}" for k, v in means.items())
                         progress.update(task, speed=f"{speed:.1f} img/s", info=info)
                         if not console.is_terminal:
                             console.print(f"kimg {record['kimg']:.2f}  {speed:.1f} img/s  {info}")
-                    if bad:
-                        failed = True
-                        console.print(f"[red]non-finite {', '.join(bad)} at step {recipe.step} "
-                                      f"(kimg {recipe.images_seen / 1000:.2f}); stopping. The last "
-                                      f"good checkpoint is {out / 'checkpoint.safetensors'}")
-                        break
                     sums, tick_time, tick_images, steps_in_tick = {}, now, recipe.images_seen, 0
                 if main_process and _crossed(before, recipe.images_seen, grid_kimg) and not done:
                     write_grid()
-                if _crossed(before, recipe.images_seen, snapshot_kimg) and not done:
+                if metric_names and _crossed(before, recipe.images_seen, metrics_kimg) and not done:
+                    if main_process:
+                        log({"step": recipe.step, "kimg": recipe.images_seen / 1000,
+                             **{f"metric/{k}": v for k, v in measure().items()}})
+                    accelerator.wait_for_everyone()
+                if snapshot:
                     save()
                 flag = torch.tensor(float(stop.requested), device=accelerator.device)
                 if accelerator.reduce(flag, "sum").item() > 0:
@@ -250,6 +352,11 @@ def main(
         if not failed:
             if main_process:
                 write_grid()
+                if metric_names and not interrupted:
+                    scores = measure()
+                    log({"step": recipe.step, "kimg": recipe.images_seen / 1000,
+                         **{f"metric/{k}": v for k, v in scores.items()}})
+                    console.print(" ".join(f"{k} {v}" for k, v in scores.items()))
             save()
     finally:
         stop.restore()
@@ -277,6 +384,7 @@ def _crossed(before: int, after: int, every_kimg: float) -> bool:
 if __name__ == "__main__":
     try:
         app()
-    except (config.ConfigError, checkpoint.CheckpointError) as err:
+    except (config.ConfigError, checkpoint.CheckpointError, DataError,
+            DatasetNotFoundError) as err:
         console.print(f"[red]error:[/] {err}")
         sys.exit(2)

@@ -76,6 +76,19 @@ def sample(module: ModuleType, G: torch.nn.Module, cfg: Any, seeds: list[int],
     return torch.cat(out)
 
 
+def random_sampler(module: ModuleType, G: torch.nn.Module, cfg: Any):
+    """`generate(b, generator)` for metrics: b images from fresh latents (and uniform labels)."""
+    device = next(G.parameters()).device
+
+    @torch.no_grad()
+    def generate(b: int, g: torch.Generator) -> torch.Tensor:
+        z = torch.randn(b, cfg.z_dim, generator=g)
+        y = torch.randint(cfg.num_classes, (b,), generator=g).to(device) if conditional(cfg) else None
+        return module.generate(G, z.to(device), y).float().cpu()
+
+    return generate
+
+
 def load_generator(path: str | Path, device: str | torch.device = "cpu"):
     """(model module, config, G_ema in eval mode) from a sampling or training checkpoint."""
     ckpt = checkpoint.load(path)

@@ -16,9 +16,11 @@ Lesson: lessons/00_reading_this_repo.md
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import contextlib
+from typing import Any, Callable, ContextManager
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from nanogan.randomness import Draws
@@ -39,13 +41,22 @@ class Recipe:
     """How a GAN trains. Subclasses set `name`, `Config`, and implement build and train_step."""
 
     name: str = ""
+    accumulates: bool = False  # its phases go through `optimize`, so grad_accum > 1 works
 
     def __init__(self, cfg: Any, *, seed: int = 0, rank: int = 0, world: int = 1,
                  device: torch.device | str = "cpu",
-                 backward: Callable[[torch.Tensor], None] | None = None):
+                 backward: Callable[[torch.Tensor], None] | None = None,
+                 autocast: Callable[[], ContextManager] | None = None, accumulate: int = 1):
         self.cfg, self.seed, self.rank, self.world = cfg, seed, rank, world
         self.device = torch.device(device)
         self.backward = backward or (lambda loss: loss.backward())
+        self.autocast = autocast or contextlib.nullcontext  # mixed precision for main phases
+        if accumulate < 1 or cfg.batch_size % (world * accumulate):
+            raise ValueError(f"batch_size {cfg.batch_size} must split into {world} processes × "
+                             f"{accumulate} micro-batches")
+        if accumulate > 1 and not self.accumulates:
+            raise ValueError(f"{self.name} does not support gradient accumulation yet")
+        self.accumulate = accumulate
         self.step = 0  # training iterations done
         self.images_seen = 0  # real images shown to D, summed over processes
         self.G: nn.Module
@@ -89,6 +100,38 @@ class Recipe:
 
     def draws(self) -> Draws:
         return Draws(self.seed, self.step, rank=self.rank, world=self.world, device=self.device)
+
+    def optimize(self, opt: torch.optim.Optimizer, net: nn.Module,
+                 loss_of: Callable[[int], torch.Tensor]) -> torch.Tensor:
+        """One optimizer step on the mean of `loss_of(i)` over the micro-batches i.
+
+        Gradients accumulate over `self.accumulate` micro-batches (each loss scaled by 1/n, so
+        the step equals one on the whole batch when the losses are batch means); DDP averages
+        them over processes once, on the last micro-batch. Returns the mean loss, detached.
+        """
+        opt.zero_grad(set_to_none=True)
+        total = torch.zeros((), device=self.device)
+        for i in range(self.accumulate):
+            last = i == self.accumulate - 1
+            quiet = net.no_sync() if hasattr(net, "no_sync") and not last else contextlib.nullcontext()
+            with quiet:
+                loss = loss_of(i)
+                self.backward(loss / self.accumulate)
+            total += loss.detach().float()
+        opt.step()
+        return total / self.accumulate
+
+    def micro(self, x: torch.Tensor | None, i: int) -> torch.Tensor | None:
+        """Micro-batch i of this process's share of a batch (None stays None)."""
+        return None if x is None else x.chunk(self.accumulate)[i]
+
+    def mean_over_processes(self, x: torch.Tensor) -> torch.Tensor:
+        """The mean of a (detached) tensor over all processes: running statistics stay equal."""
+        if self.world > 1 and dist.is_available() and dist.is_initialized():
+            x = x.clone()
+            dist.all_reduce(x)
+            x /= self.world
+        return x
 
     def state_dict(self) -> dict[str, Any]:
         return {

@@ -1,0 +1,212 @@
+"""train.py as a user meets it: a run writes grids, a log and checkpoints; bad input fails fast
+with a message naming the problem; Ctrl-C saves; a resumed run ends exactly where an
+uninterrupted one does; a non-finite loss never overwrites the last good checkpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# CPU-second configurations of each model on 8×8 images (16×16... would only be slower).
+TINY = {
+    "progan": ["--set", "z_dim=8", "--set", "fmap_base=32", "--set", "fmap_max=8",
+               "--set", "stabilize_kimg=0.016", "--set", "fade_kimg=0.016",
+               "--batch-size", "8", "--resolution", "8"],
+    "stylegan2": ["--set", "z_dim=8", "--set", "w_dim=8", "--set", "mapping_layers=2",
+                  "--set", "channel_base=64", "--set", "channel_max=8", "--set", "r1_interval=2",
+                  "--set", "pl_interval=3", "--batch-size", "8", "--resolution", "8"],
+}
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    """64 8×8 RGB images in two class folders, drawn from a seeded generator."""
+    root = tmp_path_factory.mktemp("data") / "shapes"
+    rng = np.random.default_rng(0)
+    for c in ("a", "b"):
+        (root / c).mkdir(parents=True)
+        for i in range(32):
+            pixels = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+            pixels[:, : 4 if c == "a" else 8] //= 4
+            Image.fromarray(pixels).save(root / c / f"{i:02d}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory) -> dict:
+    cache = tmp_path_factory.mktemp("cache")
+    return {**os.environ, "XDG_CACHE_HOME": str(cache), "OMP_NUM_THREADS": "1",
+            "COLUMNS": "200"}
+
+
+def train(args: list[str], env: dict, check: bool = True) -> subprocess.CompletedProcess:
+    done = subprocess.run([sys.executable, str(ROOT / "train.py"), *args], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    if check and done.returncode != 0:
+        raise AssertionError(f"train.py {' '.join(args)} exited {done.returncode}:\n"
+                             f"{done.stdout}\n{done.stderr}")
+    return done
+
+
+def run_args(model: str, folder: Path, out: Path, kimg: float, *extra: str) -> list[str]:
+    return ["--model", model, "--data", str(folder), "--out", str(out), "--kimg", str(kimg),
+            "--grid-kimg", "0.032", "--snapshot-kimg", "1", "--log-every", "2",
+            *TINY[model], *extra]
+
+
+def tensors(path: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(path))
+
+
+def assert_same_state(a: Path, b: Path) -> None:
+    ta, tb = tensors(a), tensors(b)
+    assert ta.keys() == tb.keys()
+    different = [k for k in ta if not torch.equal(ta[k], tb[k])]
+    assert not different, f"{len(different)} tensors differ, e.g. {different[:3]}"
+
+
+def test_dry_run_prints_the_config_and_writes_nothing(folder, env, tmp_path):
+    """--dry-run shows the resolved configuration, with --set applied, and creates no files."""
+    done = train(run_args("progan", folder, tmp_path / "run", 0.064, "--dry-run"), env)
+    assert "fmap_max" in done.stdout and "│ 8 " in done.stdout.replace("│ 8│", "│ 8 │")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model", "stylegan3"], "unknown model 'stylegan3'; did you mean 'stylegan2'"),
+    (["--preset", "huge"], "unknown preset for stylegan2 'huge'"),
+    (["--model", "progan", "--resolution", "48"], "power of two"),
+    (["--model", "progan", "--set", "fmap_mx=8"], "did you mean 'fmap_max'"),
+    (["--model", "progan", "--set", "lr=fast"], "lr must be a number"),
+    (["--model", "progan", "--batch-size", "6"], "multiple of the minibatch-std group size 4"),
+    (["--metrics", "fid,ifd"], "unknown metrics ['ifd']"),
+    (["--data", "/no/such/folder"], "no such file or folder"),
+])
+def test_bad_input_fails_fast_with_a_clear_message(env, args, message, tmp_path):
+    """Unknown models, presets and keys, bad resolutions, batches and paths stop before any work."""
+    done = train([*args, "--out", str(tmp_path / "run")], env, check=False)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert message in " ".join((done.stdout + done.stderr).split())
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_dataset_smaller_than_a_batch_is_refused(folder, env, tmp_path):
+    """A dataset with fewer images than one step's batch is an error naming both numbers."""
+    done = train(run_args("progan", folder, tmp_path / "run", 0.064, "--batch-size", "128"),
+                 env, check=False)
+    assert done.returncode == 2
+    assert "the dataset has 64 images, fewer than one step's batch of 128" in " ".join(
+        (done.stdout + done.stderr).split())
+
+
+@pytest.mark.parametrize("model", sorted(TINY))
+def test_a_run_writes_grids_log_and_checkpoints(model, folder, env, tmp_path):
+    """A run leaves reals, grids per kimg, a JSONL log with speed and losses, and both files."""
+    out = tmp_path / "run"
+    train(run_args(model, folder, out, 0.064), env)
+    for name in ("reals.png", "grid.png", "log.jsonl", "config.json", "checkpoint.safetensors",
+                 "model.safetensors"):
+        assert (out / name).is_file(), name
+    assert len(list((out / "grids").glob("grid-*.png"))) >= 2
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert records[-1]["kimg"] == pytest.approx(0.064)
+    assert all("images_per_s" in r and "loss_D" in r for r in records)
+    assert json.loads((out / "config.json").read_text())["data"].startswith(str(folder))
+
+
+@pytest.mark.parametrize("model", sorted(TINY))
+def test_resume_ends_exactly_where_a_straight_run_ends(model, folder, env, tmp_path):
+    """k kimg, stop, --resume to k + m kimg gives bitwise the weights of k + m kimg straight."""
+    train(run_args(model, folder, tmp_path / "straight", 0.096), env)
+    train(run_args(model, folder, tmp_path / "split", 0.048), env)
+    train(["--resume", str(tmp_path / "split"), "--kimg", "0.096", "--log-every", "2"], env)
+    assert_same_state(tmp_path / "straight" / "checkpoint.safetensors",
+                      tmp_path / "split" / "checkpoint.safetensors")
+
+
+def test_ctrl_c_saves_and_the_resumed_run_matches(folder, env, tmp_path):
+    """SIGINT saves and exits 130; resuming reaches the images, resolution, alpha and weights of an uninterrupted run."""
+    args = run_args("progan", folder, tmp_path / "run", 0.4, "--grid-kimg", "0")
+    proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args], env=env, cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log = tmp_path / "run" / "log.jsonl"
+    deadline = time.monotonic() + 120
+    while not (log.exists() and log.read_text().count("\n") >= 2):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    output = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 130, output
+    assert "Interrupted at kimg" in output and "--resume" in output
+    stopped = json.loads(log.read_text().splitlines()[-1])["kimg"]
+    assert stopped < 0.4
+
+    train(["--resume", str(tmp_path / "run"), "--log-every", "2"], env)
+    train(run_args("progan", folder, tmp_path / "straight", 0.4, "--grid-kimg", "0"), env)
+    last = [json.loads(line) for line in log.read_text().splitlines()][-1]
+    straight = [json.loads(line) for line in
+                (tmp_path / "straight" / "log.jsonl").read_text().splitlines()][-1]
+    assert (last["kimg"], last["resolution"], last["alpha"]) == (
+        straight["kimg"], straight["resolution"], straight["alpha"])
+    assert_same_state(tmp_path / "straight" / "checkpoint.safetensors",
+                      tmp_path / "run" / "checkpoint.safetensors")
+
+
+def test_a_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(folder, env, tmp_path):
+    """A NaN loss stops the run naming the step, and the checkpoint on disk stays the good one."""
+    out = tmp_path / "run"
+    train(run_args("progan", folder, out, 0.032), env)
+    good = (out / "checkpoint.safetensors").read_bytes()
+    done = train(["--resume", str(out), "--kimg", "0.064", "--set", "gp_weight=nan",
+                  "--snapshot-kimg", "0.008", "--log-every", "1"], env, check=False)
+    assert done.returncode == 1
+    assert "non-finite loss_D" in done.stdout and "at step 5" in done.stdout
+    assert (out / "checkpoint.safetensors").read_bytes() == good
+
+
+def test_rollback_reloads_the_checkpoint_with_new_seeds(folder, env, tmp_path):
+    """--on-nonfinite rollback reloads the last checkpoint with a new seed, up to three times."""
+    out = tmp_path / "run"
+    train(run_args("progan", folder, out, 0.032), env)
+    done = train(["--resume", str(out), "--kimg", "0.064", "--set", "gp_weight=nan",
+                  "--on-nonfinite", "rollback", "--log-every", "1"], env, check=False)
+    assert done.returncode == 1  # the NaN comes from the config, so every retry fails too
+    events = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    seeds = [e["seed"] for e in events if e.get("event") == "rollback"]
+    assert len(seeds) == 3 and len(set(seeds)) == 3
+    assert "rolled back to kimg 0.03" in " ".join(done.stdout.split())
+
+
+def test_resume_refuses_a_pickle_and_another_models_checkpoint(folder, env, tmp_path):
+    """--resume never unpickles: a pickle named like a checkpoint, or another model's, is refused."""
+    fake = tmp_path / "checkpoint.safetensors"
+    fake.write_bytes(pickle.dumps({"G": torch.zeros(1)}))
+    done = train(["--resume", str(fake)], env, check=False)
+    assert done.returncode == 2 and "pickle" in done.stdout
+    out = tmp_path / "run"
+    train(run_args("progan", folder, out, 0.016), env)
+    done = train(["--model", "stylegan2", "--resume", str(out)], env, check=False)
+    assert done.returncode == 2
+    assert "is a progan checkpoint, not stylegan2" in " ".join(done.stdout.split())
+
+
+def test_an_existing_run_is_not_overwritten(folder, env, tmp_path):
+    """Starting a new run in a folder that holds one asks for --resume instead."""
+    out = tmp_path / "run"
+    train(run_args("progan", folder, out, 0.016), env)
+    done = train(run_args("progan", folder, out, 0.016), env, check=False)
+    assert done.returncode == 2 and "--resume" in done.stdout + done.stderr
