@@ -4,16 +4,20 @@ path-length regularization, style mixing, truncation in W.
 Paper: Karras, Laine, Aittala, Hellsten, Lehtinen, Aila (2020), "Analyzing and Improving the Image
 Quality of StyleGAN", arXiv:1912.04958 — §2.2 (Eq. 1–3, weight demodulation), §3.1 (lazy
 regularization), §3.2 (Eq. 4–5, path length), §4.1 and Fig. 7 (output skips in G, residual D),
-§4.2 (config F widths), Appendix B (Adam β=(0, 0.99), lr 0.002, R1 γ=10, minibatch 32,
-minibatch-std group 4, mapping lr ×0.01, EMA half-life 10 kimg, mixing 0.9, batch shrink 2).
+§4.2 and footnote 4 (config F widths), Appendix B (Adam β=(0, 0.99), ε=1e-8, lr 0.002, R1 γ=10,
+minibatch 32, const input N(0, 1), no demodulation in tRGB, intervals k = 16 (D) and 8 (G)).
+From the official code, which the paper defers to: minibatch-std group 4, EMA half-life 10 kimg,
+mixing probability 0.9, path-length weight 2, decay 0.01 and batch shrink 2.
 
     G: z → mapping → w → ws (b, num_ws, d) → const 4×4 → [modconv ↑, modconv] per resolution,
        each + noise + bias → lrelu·√2; image = Σ upsampled tRGB outputs (skips)
     D: fromRGB → [conv, conv ↓ ; skip 1×1 ↓ ; (main + skip)/√2] per resolution →
        mbstd → conv → fc → fc (projection onto the class embedding when conditional)
 
-Widths: channels(r) = min(channel_base / r, channel_max); config F doubles StyleGAN's
-channel_base (65536 in this formula: 512 up to 128², 256 at 256², 64 at 1024²).
+Widths: channels(r) = min(channel_base / r, channel_max). StyleGAN (configs A–E) has
+channel_base 16384: 512 up to 32², then halving to 16 at 1024². Config F doubles the feature
+maps at 64²–1024² (footnote 4), channel_base 32768: 512 up to 64², 256 at 128², 128 at 256²,
+64 at 512², 32 at 1024² — G 25M → 30M and D 24M → 29M parameters at 1024².
 
 Shapes: z (b, z) -> w (b, d) -> ws (b, n, d) -> images (b, c, r, r) -> logits (b,).
 Lesson: lessons/17_stylegan2.md
@@ -40,7 +44,7 @@ from nanogan.minibatch_std import minibatch_std
 from nanogan.mixing import draw_crossover, mix_styles
 from nanogan.modulation import ModulatedConv2d, ToRGB, resampled_conv2d
 from nanogan.noise import NoiseInput
-from nanogan.path_length import path_length_noise, path_lengths
+from nanogan.path_length import PathLengthPenalty, path_lengths
 from nanogan.penalties import r1_penalty
 from nanogan.randomness import seed_latents
 from nanogan.truncation import truncate_w
@@ -60,7 +64,7 @@ class Config:
     w_dim: int = 512
     mapping_layers: int = 8
     mapping_lr_mul: float = 0.01
-    channel_base: int = 65536
+    channel_base: int = 32768  # config F (footnote 4); StyleGAN and configs A–E: 16384
     channel_max: int = 512
     batch_size: int = 32
     lr: float = 0.002
@@ -135,7 +139,8 @@ class Generator(nn.Module):
         self.to_rgb.append(ToRGB(cfg.width(4), cfg.channels, cfg.w_dim))
         while r < cfg.resolution:
             r *= 2
-            self.layers.append(SynthesisLayer(cfg.width(r // 2), cfg.width(r), cfg.w_dim, r, up=2))
+            self.layers.append(SynthesisLayer(cfg.width(r // 2), cfg.width(r), cfg.w_dim, r,
+                                              up=2))
             self.layers.append(SynthesisLayer(cfg.width(r), cfg.width(r), cfg.w_dim, r))
             self.to_rgb.append(ToRGB(cfg.width(r), cfg.channels, cfg.w_dim))
         self.register_buffer("kernel", make_kernel(), persistent=False)
@@ -146,11 +151,11 @@ class Generator(nn.Module):
         image = None
         for block, rgb in enumerate(self.to_rgb):
             first = max(0, 2 * block - 1)  # block 0 has one layer, the others two
-            for i in range(first, 2 * block + 1):
+            for i in range(first, 2 * block + 1):  # conv layer i takes style i
                 layer = self.layers[i]
-                n = None if noise is None else noise(i, (x.shape[0], 1, *layer.noise.const.shape[-2:]))
-                x = layer(x, ws[:, i], noise_mode, n)
-            y = rgb(x, ws[:, 2 * block + 1])
+                shape = (x.shape[0], 1, *layer.noise.const.shape[-2:])
+                x = layer(x, ws[:, i], noise_mode, None if noise is None else noise(i, shape))
+            y = rgb(x, ws[:, 2 * block + 1])  # tRGB shares the next block's first style
             image = y if image is None else upsample2d(image, self.kernel) + y
         return image
 
@@ -179,9 +184,9 @@ class DownConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         conv = self.conv
-        y = resampled_conv2d(x, equalize(conv.weight, conv.gain), 1, up=1, down=2,
+        y = resampled_conv2d(x, equalize(conv.weight, conv.gain, conv.lr_mul), 1, up=1, down=2,
                              padding=conv.padding, kernel=self.kernel)
-        return y if conv.bias is None else y + conv.bias.view(1, -1, 1, 1)
+        return y if conv.bias is None else y + (conv.bias * conv.lr_mul).view(1, -1, 1, 1)
 
 
 class DBlock(nn.Module):
@@ -226,7 +231,7 @@ class Discriminator(nn.Module):
 
 
 class Recipe(recipe.Recipe):
-    """Non-saturating logistic loss; lazy R1 on D and lazy path length on G (Appendix B)."""
+    """Non-saturating logistic loss; lazy R1 on D and lazy path length on G (§3.1, Appendix B)."""
 
     name = "stylegan2"
 
@@ -235,29 +240,47 @@ class Recipe(recipe.Recipe):
         cfg.validate()
         self.G, self.D = Generator(cfg).to(self.device), Discriminator(cfg).to(self.device)
         self.G_ema = make_ema(self.G)
-        lr_G, betas_G = lazy_adam_hyperparameters(cfg.lr, cfg.betas, cfg.pl_interval if cfg.pl_weight else 0)
-        lr_D, betas_D = lazy_adam_hyperparameters(cfg.lr, cfg.betas, cfg.r1_interval if cfg.r1_gamma else 0)
+        # One Adam per network, shared by its main loss and its lazy regularizer (Appendix B).
+        lr_G, betas_G = lazy_adam_hyperparameters(cfg.lr, cfg.betas, self.pl_interval)
+        lr_D, betas_D = lazy_adam_hyperparameters(cfg.lr, cfg.betas, self.r1_interval)
         self.opt_G = torch.optim.Adam(self.G.parameters(), lr=lr_G, betas=betas_G, eps=1e-8)
         self.opt_D = torch.optim.Adam(self.D.parameters(), lr=lr_D, betas=betas_D, eps=1e-8)
-        self.pl_mean = torch.zeros((), device=self.device)  # a in Eq. 4, a running mean
+        self.pl = PathLengthPenalty(cfg.pl_decay).to(self.device)  # holds a, Eq. 4
 
-    def _fakes(self, draws, tag: str, batch: int, labels, **kwargs):
+    @property
+    def r1_interval(self) -> int:
+        return self.cfg.r1_interval if self.cfg.r1_gamma else 0
+
+    @property
+    def pl_interval(self) -> int:
+        return self.cfg.pl_interval if self.cfg.pl_weight else 0
+
+    def inputs(self, draws, tag: str, batch: int) -> dict:
+        """G's keyword inputs for one phase: z, labels, mixing latent and crossover, noise."""
         cfg = self.cfg
-        z = draws.normal(f"z_{tag}", (batch, cfg.z_dim))
-        mix_z = draws.normal(f"mix_z_{tag}", (batch, cfg.z_dim))
+        labels = None
+        if cfg.num_classes:
+            labels = draws.integers(f"labels_{tag}", cfg.num_classes, (batch,))
         crossover = draw_crossover(batch, cfg.num_ws, cfg.mixing_prob,
                                    draws.generator(f"crossover_{tag}"))
-        crossover = draws.local(crossover.to(self.device))
 
         def noise(i, shape):
             return draws.normal(f"noise_{tag}_{i}", (batch, *shape[1:]))
 
-        return self.G(z, labels, mix_z=mix_z, crossover=crossover, noise=noise, **kwargs)
+        return dict(z=draws.normal(f"z_{tag}", (batch, cfg.z_dim)), labels=labels,
+                    mix_z=draws.normal(f"mix_z_{tag}", (batch, cfg.z_dim)),
+                    crossover=draws.local(crossover.to(self.device)), noise=noise)
 
-    def _labels(self, draws, tag: str, batch: int):
-        if not self.cfg.num_classes:
-            return None
-        return draws.integers(f"labels_{tag}", self.cfg.num_classes, (batch,))
+    def r1(self, reals: torch.Tensor, labels) -> tuple[torch.Tensor, torch.Tensor]:
+        """E ‖∇_x D(x)‖² on the reals (γ/2 is applied by the caller), and D's logits."""
+        reals = reals.detach().requires_grad_(True)
+        logits = self.D(reals, labels)
+        return r1_penalty(logits, reals), logits
+
+    def path_lengths(self, inputs: dict, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """‖J_wᵀ y‖ per sample, averaged over the layers (Eq. 4, Appendix B), and the images."""
+        images, ws = self.G(**inputs, return_ws=True)
+        return path_lengths(images, ws, y), images
 
     def train_step(self, reals: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         cfg, draws, batch = self.cfg, self.draws(), self.cfg.batch_size
@@ -265,66 +288,62 @@ class Recipe(recipe.Recipe):
         stats = {}
 
         # D: logistic loss on reals and fakes.
-        fake_labels = self._labels(draws, "D", batch)
+        fake = self.inputs(draws, "D", batch)
         with torch.no_grad():
-            fakes = self._fakes(draws, "D", batch, fake_labels)
-        real_logits, fake_logits = self.D(reals, labels), self.D(fakes, fake_labels)
+            fakes = self.G(**fake)
+        real_logits, fake_logits = self.D(reals, labels), self.D(fakes, fake["labels"])
         loss_D = logistic_d_loss(real_logits, fake_logits)
         self.opt_D.zero_grad(set_to_none=True)
         self.backward(loss_D)
         self.opt_D.step()
 
-        # D regularization: R1 every r1_interval steps, scaled by the interval (§3.1).
-        if cfg.r1_gamma and is_due(self.step, cfg.r1_interval):
-            reals_ = reals.detach().requires_grad_(True)
-            logits = self.D(reals_, labels)
-            stats["r1"] = r1_penalty(logits, reals_)
+        # D regularization: R1 every r1_interval steps, times the interval (§3.1).
+        if is_due(self.step, self.r1_interval):
+            stats["r1"], logits = self.r1(reals, labels)
             loss = stats["r1"] * (cfg.r1_gamma / 2 * cfg.r1_interval) + 0 * logits.sum()
             self.opt_D.zero_grad(set_to_none=True)
             self.backward(loss)  # "+ 0 · logits" touches every parameter, as DDP requires
             self.opt_D.step()
 
-        # G: non-saturating loss through a frozen D.
+        # G: non-saturating loss through a frozen D; w̄ follows the batch's mean w.
         d = recipe.unwrap(self.D)
         recipe.set_requires_grad(d, False)
-        fake_labels = self._labels(draws, "G", batch)
-        loss_G = logistic_g_loss(d(self._fakes(draws, "G", batch, fake_labels, update_w_avg=True),
-                                   fake_labels))
+        fake = self.inputs(draws, "G", batch)
+        loss_G = logistic_g_loss(d(self.G(**fake, update_w_avg=True), fake["labels"]))
         self.opt_G.zero_grad(set_to_none=True)
         self.backward(loss_G)
         self.opt_G.step()
         recipe.set_requires_grad(d, True)
 
         # G regularization: path length every pl_interval steps on a smaller batch (§3.2).
-        if cfg.pl_weight and is_due(self.step, cfg.pl_interval):
-            pl_batch = batch // cfg.pl_batch_shrink
-            images, ws = self._fakes(draws, "PL", pl_batch, self._labels(draws, "PL", pl_batch),
-                                     return_ws=True)
-            y = draws.normal("pl_y", (pl_batch, *images.shape[1:])) / math.sqrt(images[0, 0].numel())
-            lengths = path_lengths(images, ws, y)
-            self.pl_mean = self.pl_mean.lerp(lengths.mean().detach(), cfg.pl_decay)
-            stats["pl"] = (lengths - self.pl_mean).square().mean()
+        if is_due(self.step, self.pl_interval):
+            pl_batch, r = batch // cfg.pl_batch_shrink, cfg.resolution
+            y = draws.normal("pl_y", (pl_batch, cfg.channels, r, r)) / r  # N(0, I)/√(H·W)
+            lengths, images = self.path_lengths(self.inputs(draws, "PL", pl_batch), y)
+            stats["pl"] = self.pl(lengths)  # updates a, then mean((lengths − a)²)
             loss = stats["pl"] * (cfg.pl_weight * cfg.pl_interval) + 0 * images[:, 0, 0, 0].sum()
             self.opt_G.zero_grad(set_to_none=True)
             self.backward(loss)
             self.opt_G.step()
-            stats["pl_mean"] = self.pl_mean
+            stats["pl_mean"] = self.pl.mean.clone()
 
         beta = ema_beta(batch, cfg.ema_kimg, images_seen=self.images_seen, rampup=cfg.ema_rampup)
         update_ema(self.G_ema, recipe.unwrap(self.G), beta)
         self.step += 1
         self.images_seen += batch
-        stats.update(loss_D=loss_D, loss_G=loss_G, real=real_logits.mean(), fake=fake_logits.mean())
+        stats.update(loss_D=loss_D, loss_G=loss_G, real=real_logits.mean(),
+                     fake=fake_logits.mean())
         return {k: v.detach().float() for k, v in stats.items()}
 
     def extra_state(self) -> dict:
-        return {"pl_mean": self.pl_mean}
+        return {"pl_mean": self.pl.mean}
 
     def load_extra_state(self, state: dict) -> None:
-        self.pl_mean = state["pl_mean"].to(self.device)
+        self.pl.mean.copy_(state["pl_mean"])
 
 
 def sample_latents(cfg: Config, seeds: list[int], truncation: float | None = None) -> torch.Tensor:
+    """z ~ N(0, I) per seed; StyleGAN truncates in W (`generate`), never z."""
     return seed_latents(seeds, (cfg.z_dim,))
 
 
