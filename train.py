@@ -106,6 +106,13 @@ def _metric_names(text: str) -> list[str]:
     return names
 
 
+def _no_accelerator() -> bool:
+    from accelerate.utils import (is_mps_available, is_npu_available, is_torch_xla_available,
+                                  is_xpu_available)
+    return not (torch.cuda.is_available() or is_torch_xla_available() or is_npu_available()
+                or is_xpu_available() or is_mps_available())
+
+
 def _undo_autocast_patch(*modules: torch.nn.Module) -> None:
     """Accelerate wraps a prepared model's forward in autocast; recipes instead enter
     `recipe.autocast()` themselves, so that R1 and path length can run in fp32."""
@@ -113,6 +120,23 @@ def _undo_autocast_patch(*modules: torch.nn.Module) -> None:
         inner = unwrap(module)
         if "_original_forward" in vars(inner):
             inner.forward = inner._original_forward
+
+
+def build_recipe(module, cfg, accelerator: Accelerator, *, seed: int = 0, state=None,
+                 grad_accum: int = 1):
+    """The model's recipe on this process, its G, D and optimizers prepared by Accelerate."""
+    torch.manual_seed(seed)  # weight initialisation; identical on every process
+    recipe = module.Recipe(cfg, seed=seed, rank=accelerator.process_index,
+                           world=accelerator.num_processes, device=accelerator.device,
+                           backward=accelerator.backward, autocast=accelerator.autocast,
+                           accumulate=grad_accum)
+    if state is not None:
+        recipe.load_state_dict(state)
+    recipe.G, recipe.D, recipe.opt_G, recipe.opt_D = accelerator.prepare(
+        recipe.G, recipe.D, recipe.opt_G, recipe.opt_D)
+    _undo_autocast_patch(recipe.G, recipe.D)
+    recipe.G_ema.to(accelerator.device)
+    return recipe
 
 
 @app.command()
@@ -179,30 +203,18 @@ def main(
                                  "or choose another --out", param_hint="--out")
 
     accelerator = Accelerator(
+        cpu=_no_accelerator(),  # so that torchrun on CPUs starts gloo, not N lone processes
         mixed_precision=precision.value,
         dataloader_config=DataLoaderConfiguration(split_batches=True),
         kwargs_handlers=[DistributedDataParallelKwargs(
             find_unused_parameters=module.FIND_UNUSED_PARAMETERS)])
     main_process = accelerator.is_main_process
-    world, rank = accelerator.num_processes, accelerator.process_index
-    torch.manual_seed(seed)  # weight initialisation; identical on every process
-    recipe = module.Recipe(cfg, seed=seed, rank=rank, world=world, device=accelerator.device,
-                           backward=accelerator.backward, autocast=accelerator.autocast,
-                           accumulate=grad_accum)
-    if state is not None:
-        recipe.load_state_dict(state)
+    world = accelerator.num_processes
+    recipe = build_recipe(module, cfg, accelerator, seed=seed, state=state, grad_accum=grad_accum)
     per_step = recipe.batch_per_step
     if len(dataset) < per_step:
         raise typer.BadParameter(f"the dataset has {len(dataset)} images, fewer than one step's "
                                  f"batch of {per_step}", param_hint="--data")
-    if per_step % (world * grad_accum) or cfg.batch_size % (world * grad_accum):
-        raise typer.BadParameter(f"batch {cfg.batch_size} does not split over {world} processes "
-                                 f"× {grad_accum} micro-batches", param_hint="--batch-size")
-
-    recipe.G, recipe.D, recipe.opt_G, recipe.opt_D = accelerator.prepare(
-        recipe.G, recipe.D, recipe.opt_G, recipe.opt_D)
-    _undo_autocast_patch(recipe.G, recipe.D)
-    recipe.G_ema.to(accelerator.device)
 
     def batches():
         """The data stream from this step on; its order is a function of (seed, step) alone."""

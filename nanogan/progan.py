@@ -164,6 +164,7 @@ class Recipe(recipe.Recipe):
     """WGAN-GP (or LSGAN) with n_critic = 1, growing on a schedule of images shown."""
 
     name = "progan"
+    accumulates = True
 
     def build(self) -> None:
         cfg = self.cfg
@@ -190,43 +191,52 @@ class Recipe(recipe.Recipe):
             self.stage_index = stage.index
         res, alpha = stage.resolution, stage.alpha
         reals = resize_reals(reals, res, alpha)
+        z_D, t = draws.normal("z_D", (batch, cfg.z_dim)), draws.uniform("gp", (batch,))
+        stats: dict[str, torch.Tensor] = {}
 
         def critic(x):
             return self.D(x, res, alpha)
 
-        z = draws.normal("z_D", (batch, cfg.z_dim))
-        with torch.no_grad():
-            fakes = self.G(z, res, alpha)
-        real_logits, fake_logits = critic(reals), critic(fakes)
-        stats = {}
-        if cfg.loss == "wgan":
-            loss_D = wgan_d_loss(real_logits, fake_logits, drift=cfg.drift)
-            stats["gp"] = gradient_penalty(critic, reals, fakes, draws.uniform("gp", (batch,)),
-                                           target=cfg.gp_target)
-            loss_D = loss_D + cfg.gp_weight / cfg.gp_target**2 * stats["gp"]
-        else:
-            loss_D = lsgan_d_loss(real_logits, fake_logits)
-        self.opt_D.zero_grad(set_to_none=True)
-        self.backward(loss_D)
-        self.opt_D.step()
+        def tally(name: str, value: torch.Tensor) -> None:  # means over the micro-batches
+            stats[name] = stats.get(name, 0) + value.detach().float() / self.accumulate
 
-        z = draws.normal("z_G", (batch, cfg.z_dim))
+        def d_loss(i: int) -> torch.Tensor:
+            x = self.micro(reals, i)
+            with self.autocast():
+                with torch.no_grad():
+                    fakes = self.G(self.micro(z_D, i), res, alpha)
+                real_logits, fake_logits = critic(x), critic(fakes)
+                if cfg.loss == "lsgan":
+                    loss = lsgan_d_loss(real_logits, fake_logits)
+                else:
+                    loss = wgan_d_loss(real_logits, fake_logits, drift=cfg.drift)
+            tally("real", real_logits.mean())
+            tally("fake", fake_logits.mean())
+            if cfg.loss == "wgan":  # in fp32: the penalty differentiates D twice
+                gp = gradient_penalty(critic, x.float(), fakes.float(), self.micro(t, i),
+                                      target=cfg.gp_target)
+                tally("gp", gp)
+                loss = loss + cfg.gp_weight / cfg.gp_target**2 * gp
+            return loss
+
+        stats["loss_D"] = self.optimize(self.opt_D, self.D, d_loss)
+
+        z_G = draws.normal("z_G", (batch, cfg.z_dim))
         d = recipe.unwrap(self.D)
         recipe.set_requires_grad(d, False)
-        fake_logits = d(self.G(z, res, alpha), res, alpha)
-        loss_G = wgan_g_loss(fake_logits) if cfg.loss == "wgan" else lsgan_g_loss(fake_logits)
-        self.opt_G.zero_grad(set_to_none=True)
-        self.backward(loss_G)
-        self.opt_G.step()
+
+        def g_loss(i: int) -> torch.Tensor:
+            with self.autocast():
+                fake_logits = d(self.G(self.micro(z_G, i), res, alpha), res, alpha)
+                return wgan_g_loss(fake_logits) if cfg.loss == "wgan" else lsgan_g_loss(fake_logits)
+
+        stats["loss_G"] = self.optimize(self.opt_G, self.G, g_loss)
         recipe.set_requires_grad(d, True)
         update_ema(self.G_ema, recipe.unwrap(self.G), cfg.ema_beta)
 
         self.step += 1
         self.images_seen += batch
-        stats.update(loss_D=loss_D.detach(), loss_G=loss_G.detach(),
-                     real=real_logits.detach().mean(), fake=fake_logits.detach().mean())
-        return {k: v.detach() for k, v in stats.items()} | {
-            "resolution": torch.tensor(float(res)), "alpha": torch.tensor(alpha)}
+        return stats | {"resolution": torch.tensor(float(res)), "alpha": torch.tensor(alpha)}
 
     def extra_state(self) -> dict:
         return {"stage_index": self.stage_index}

@@ -23,6 +23,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from nanogan.config import ConfigError
 from nanogan.randomness import Draws
 
 
@@ -52,10 +53,10 @@ class Recipe:
         self.backward = backward or (lambda loss: loss.backward())
         self.autocast = autocast or contextlib.nullcontext  # mixed precision for main phases
         if accumulate < 1 or cfg.batch_size % (world * accumulate):
-            raise ValueError(f"batch_size {cfg.batch_size} must split into {world} processes × "
-                             f"{accumulate} micro-batches")
+            raise ConfigError(f"batch_size {cfg.batch_size} must split into {world} processes × "
+                              f"{accumulate} micro-batches")
         if accumulate > 1 and not self.accumulates:
-            raise ValueError(f"{self.name} does not support gradient accumulation yet")
+            raise ConfigError(f"{self.name} does not support gradient accumulation yet")
         self.accumulate = accumulate
         self.step = 0  # training iterations done
         self.images_seen = 0  # real images shown to D, summed over processes

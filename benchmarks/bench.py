@@ -1,0 +1,278 @@
+"""Training and sampling throughput of every model, on synthetic data held in RAM.
+
+    python benchmarks/bench.py                       # the CPU table (about 10 minutes)
+    python benchmarks/bench.py --only stylegan2-64   # one configuration
+    python benchmarks/bench.py --device cuda --suite gpu
+    python benchmarks/bench.py --memory-steps 2000   # RSS over a long run (leak check)
+
+Protocol (issue 8): each configuration runs in a fresh subprocess; after warm-up, training is
+timed over windows of `--steps` iterations (a multiple of 16, so that R1 every 16 and path
+length every 4 or 8 fall into every window in proportion), and the median of `--windows`
+windows is reported, with the spread. The StyleGAN2 rows reproduce the reference port's schedule:
+a D step, R1 every 16, a G step, path length every 4 on half the batch, style mixing 0.9, EMA.
+FLOPs are counted analytically, per aten op (torch.utils.flop_counter's formulas: convolutions
+and matrix products, forward, backward and double backward), over one window; effective GFLOP/s
+= those FLOPs / the median window time. Peak memory is the subprocess's max RSS (CPU) or
+torch.cuda.max_memory_allocated (GPU). Results go to JSON (with threads, torch build, CPU/GPU
+name) and, with --markdown, to a table for the README.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import flop_registry
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from nanogan import models  # noqa: E402
+from nanogan.fade import images_until_final  # noqa: E402
+
+# name -> (model, config overrides, notes). Widths are per resolution, as in the issue's protocol.
+SG2_REF = dict(resolution=32, channels=3, z_dim=512, w_dim=512, mapping_layers=8,
+               batch_size=32, r1_interval=16, pl_interval=4, pl_batch_shrink=2, mixing_prob=0.9)
+CPU_SUITE = {
+    "stylegan2-64": ("stylegan2", SG2_REF | dict(channel_base=2048, channel_max=64),
+                     "32², 64 ch, PL every 4 (reference: ~10.6 img/s)"),
+    "stylegan2-64-noPL": ("stylegan2", SG2_REF | dict(channel_base=2048, channel_max=64,
+                                                       pl_weight=0.0), "as above, no path length"),
+    "stylegan2-128": ("stylegan2", SG2_REF | dict(channel_base=4096, channel_max=128),
+                      "32², 128 ch, PL every 4 (reference: ~4.8 img/s)"),
+    "stylegan2-128-noPL": ("stylegan2", SG2_REF | dict(channel_base=4096, channel_max=128,
+                                                        pl_weight=0.0), "as above, no path length"),
+    "stylegan2-tiny": ("stylegan2", {}, "the tiny preset (Fashion-MNIST 32², grey)"),
+    "progan-tiny": ("progan", {"final_phase": True}, "tiny preset, 32² stable phase"),
+    "biggan-tiny": ("biggan", {}, "tiny preset, 2 D steps per G step"),
+}
+GPU_SUITE = {
+    "stylegan2-128px": ("stylegan2", dict(resolution=128, channels=3, batch_size=32), "config F widths"),
+    "stylegan2-256px": ("stylegan2", dict(resolution=256, channels=3, batch_size=16), "config F widths"),
+    "biggan-128px": ("biggan", dict(resolution=128, channels=3, batch_size=256, num_classes=1000),
+                     "ch 96, batch 256 per GPU"),
+}
+PRESET_OF = {"stylegan2": "tiny", "progan": "tiny", "biggan": "tiny"}
+GPU_PRESET = {"stylegan2": "paper256", "biggan": "paper128", "progan": "paper"}
+
+
+class CountFlops(TorchDispatchMode):
+    """Sum torch.utils.flop_counter's per-op formulas over everything dispatched (no hooks)."""
+
+    def __init__(self):
+        super().__init__()
+        self.total = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        formula = flop_registry.get(func._overloadpacket)
+        if formula is not None:
+            self.total += formula(*args, **(kwargs or {}), out_val=out)
+        return out
+
+
+def build(name: str, suite: dict, device: str):
+    model, overrides, _ = suite[name]
+    module = models.MODELS[model]
+    overrides = dict(overrides)
+    final_phase = overrides.pop("final_phase", False)
+    base = module.PRESETS[(GPU_PRESET if device == "cuda" else PRESET_OF)[model]]
+    cfg = dataclasses.replace(base, **overrides)
+    torch.manual_seed(0)
+    recipe = module.Recipe(cfg, seed=0, device=device)
+    if final_phase:  # ProGAN: measure the last resolution after its fade, alpha = 1
+        recipe.images_seen = images_until_final(
+            final_resolution=cfg.resolution, stabilize_images=round(cfg.stabilize_kimg * 1000),
+            fade_images=round(cfg.fade_kimg * 1000))
+    return module, cfg, recipe
+
+
+def sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def measure(name: str, suite: dict, device: str, steps: int, windows: int, warmup: int) -> dict:
+    module, cfg, recipe = build(name, suite, device)
+    g = torch.Generator().manual_seed(0)
+    per_step = recipe.batch_per_step
+    reals = (torch.rand(per_step, cfg.channels, cfg.resolution, cfg.resolution, generator=g) * 2
+             - 1).to(device)
+    labels = torch.randint(max(getattr(cfg, "num_classes", 0), 1), (per_step,),
+                           generator=g).to(device)
+    images_seen = recipe.images_seen
+    for _ in range(warmup):
+        recipe.train_step(reals, labels)
+    times = []
+    for _ in range(windows):
+        sync(device)
+        start = time.perf_counter()
+        for _ in range(steps):
+            recipe.train_step(reals, labels)
+        sync(device)
+        times.append(time.perf_counter() - start)
+    counter = CountFlops()
+    with counter:
+        for _ in range(steps):
+            recipe.train_step(reals, labels)
+    median = statistics.median(times)
+    recipe.images_seen = images_seen  # keep ProGAN in its measured phase for sampling
+    sample = sampling_speed(module, recipe, cfg, device)
+    peak = (torch.cuda.max_memory_allocated() / 2**20 if device == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    return {"name": name, "model": suite[name][0], "notes": suite[name][2],
+            "config": {k: v for k, v in dataclasses.asdict(cfg).items()},
+            "steps_per_window": steps, "windows": windows, "window_s": times,
+            "train_img_per_s": steps * per_step / median,
+            "train_img_per_s_spread": [steps * per_step / max(times), steps * per_step / min(times)],
+            "s_per_kimg": median / (steps * per_step) * 1000,
+            "gflop_per_window": counter.total / 1e9,
+            "effective_gflop_per_s": counter.total / 1e9 / median,
+            "sample_img_per_s": sample, "peak_memory_mib": peak}
+
+
+@torch.no_grad()
+def sampling_speed(module, recipe, cfg, device: str, batch: int = 64, repeats: int = 3) -> float:
+    recipe.before_sampling()
+    G = recipe.G_ema
+    seeds = list(range(batch))
+    labels = torch.arange(batch) % cfg.num_classes if models.conditional(cfg) else None
+    models.sample(module, G, cfg, seeds, labels, batch_size=batch)  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        sync(device)
+        start = time.perf_counter()
+        models.sample(module, G, cfg, seeds, labels, batch_size=batch)
+        sync(device)
+        best = min(best, time.perf_counter() - start)
+    return batch / best
+
+
+def memory_run(steps: int, every: int = 100) -> dict:
+    """RSS every `every` steps of a narrow StyleGAN2 with every regularizer on (leak check)."""
+    suite = {"memory": ("stylegan2", dict(channel_base=256, channel_max=16, z_dim=64, w_dim=64,
+                                          batch_size=8, r1_interval=4, pl_interval=2), "")}
+    _, cfg, recipe = build("memory", suite, "cpu")
+    g = torch.Generator().manual_seed(0)
+    reals = torch.rand(8, cfg.channels, 32, 32, generator=g) * 2 - 1
+    labels = torch.zeros(8, dtype=torch.long)
+    rss = []
+    for step in range(steps + 1):
+        if step % every == 0:
+            with open("/proc/self/statm") as f:
+                rss.append(int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20)
+        if step < steps:
+            recipe.train_step(reals, labels)
+    return {"name": "memory", "steps": steps, "every": every, "rss_mib": rss,
+            "growth_mib_second_half": rss[-1] - rss[len(rss) // 2]}
+
+
+def machine(device: str) -> dict:
+    info = {"torch": torch.__version__, "threads": torch.get_num_threads(),
+            "python": platform.python_version(), "device": device,
+            "mkldnn": torch.backends.mkldnn.is_available(),
+            "build": torch.__config__.show().splitlines()[1:3]}
+    if device == "cuda":
+        info["gpu"] = torch.cuda.get_device_name()
+    else:
+        try:
+            cpu = [line for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name")]
+            info["cpu"] = cpu[0].split(":", 1)[1].strip() if cpu else platform.processor()
+        except OSError:
+            info["cpu"] = platform.processor()
+        info["cores"] = os.cpu_count()
+    return info
+
+
+def markdown(results: list[dict], info: dict) -> str:
+    where = info.get("gpu") or f"{info.get('cpu')} ({info['threads']} threads)"
+    lines = [f"Machine: {where}, torch {info['torch']}.", "",
+             "| configuration | train img/s (median, range) | s/kimg | effective GFLOP/s | "
+             "sample img/s | peak MiB | notes |", "|---|---|---|---|---|---|---|"]
+    for r in results:
+        if "error" in r:
+            lines.append(f"| {r['name']} | — | — | — | — | — | {r['error']} |")
+            continue
+        lo, hi = r["train_img_per_s_spread"]
+        lines.append(f"| {r['name']} | {r['train_img_per_s']:.1f} ({lo:.1f}–{hi:.1f}) | "
+                     f"{r['s_per_kimg']:.2f} | {r['effective_gflop_per_s']:.0f} | "
+                     f"{r['sample_img_per_s']:.0f} | {r['peak_memory_mib']:.0f} | {r['notes']} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--suite", choices=("cpu", "gpu"), default=None)
+    parser.add_argument("--only", default="", help="comma-separated configuration names")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--steps", type=int, default=16)
+    parser.add_argument("--windows", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--out", type=Path, default=None, help="JSON file to write")
+    parser.add_argument("--markdown", action="store_true", help="also print a Markdown table")
+    parser.add_argument("--memory-steps", type=int, default=0)
+    parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # subprocess worker
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.steps % 16:
+        parser.error("--steps must be a multiple of 16 (R1 runs every 16 steps)")
+    suite = GPU_SUITE if (args.suite or ("gpu" if args.device == "cuda" else "cpu")) == "gpu" \
+        else CPU_SUITE
+    if args.one:
+        print(json.dumps(measure(args.one, suite, args.device, args.steps, args.windows,
+                                 args.warmup)))
+        return
+    if args.memory_steps:
+        result = memory_run(args.memory_steps)
+        print(json.dumps(result))
+        if args.out:
+            args.out.write_text(json.dumps({"machine": machine("cpu"), "memory": result},
+                                           indent=2))
+        return
+    names = [n for n in args.only.split(",") if n] or list(suite)
+    results = []
+    for name in names:
+        if name not in suite:
+            parser.error(f"unknown configuration {name!r}; choose from {', '.join(suite)}")
+        if suite[name][0] not in models.MODELS:
+            results.append({"name": name, "error": f"{suite[name][0]} is not available"})
+            continue
+        cmd = [sys.executable, __file__, "--one", name, "--device", args.device,
+               "--steps", str(args.steps), "--windows", str(args.windows),
+               "--warmup", str(args.warmup), "--suite", "gpu" if suite is GPU_SUITE else "cpu"]
+        if args.threads:
+            cmd += ["--threads", str(args.threads)]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode:
+            results.append({"name": name, "error": done.stderr.strip().splitlines()[-1]})
+        else:
+            results.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        r = results[-1]
+        print(f"{name}: " + (r["error"] if "error" in r else
+                             f"{r['train_img_per_s']:.1f} img/s train, "
+                             f"{r['sample_img_per_s']:.0f} img/s sampling, "
+                             f"{r['effective_gflop_per_s']:.0f} GFLOP/s"), flush=True)
+    info = machine(args.device)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"machine": info, "results": results}, indent=2))
+    if args.markdown:
+        print(markdown(results, info))
+
+
+if __name__ == "__main__":
+    main()

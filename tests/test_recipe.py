@@ -1,0 +1,135 @@
+"""The recipe contract: gradient accumulation equals one step on the whole batch, micro-batches
+partition the batch, mixed precision leaves the penalties in fp32, and every registered model
+honours the contract the same way."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from strategies import generator, seeds
+from torch import nn
+
+from nanogan import models, recipe
+from nanogan.config import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class ToyConfig:
+    batch_size: int = 8
+
+
+class Toy(recipe.Recipe):
+    """A linear 'D' fitted by least squares: enough to check `optimize` against plain SGD."""
+
+    name = "toy"
+    accumulates = True
+
+    def build(self) -> None:
+        self.D = nn.Linear(3, 1).double()
+        self.opt_D = torch.optim.SGD(self.D.parameters(), lr=0.1)
+
+
+@given(seed=seeds, accumulate=st.sampled_from([1, 2, 4, 8]))
+def test_accumulated_step_equals_one_step_on_the_whole_batch(seed, accumulate):
+    """Accumulating n micro-batch means, each scaled by 1/n, is one optimizer step on the batch mean."""
+    g = generator(seed)
+    x, y = torch.randn(8, 3, generator=g, dtype=torch.float64), torch.randn(8, 1, generator=g,
+                                                                             dtype=torch.float64)
+    torch.manual_seed(0)  # the toy's initialisation (outside hypothesis' draws)
+    one, many = Toy(ToyConfig()), Toy(ToyConfig(), accumulate=accumulate)
+    many.D.load_state_dict(one.D.state_dict())
+    loss_one = one.optimize(one.opt_D, one.D, lambda i: (one.D(x) - y).square().mean())
+    loss_many = many.optimize(many.opt_D, many.D, lambda i: (many.D(many.micro(x, i))
+                                                              - many.micro(y, i)).square().mean())
+    torch.testing.assert_close(loss_many.double(), loss_one.double(), rtol=1e-6, atol=1e-7)
+    for a, b in zip(one.D.parameters(), many.D.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_micro_batches_partition_the_batch():
+    """The micro-batches of a tensor, concatenated in order, are the tensor; None stays None."""
+    r = Toy(ToyConfig(), accumulate=4)
+    x = torch.arange(8)
+    assert torch.equal(torch.cat([r.micro(x, i) for i in range(4)]), x)
+    assert r.micro(None, 2) is None
+
+
+def test_a_batch_that_does_not_split_is_refused():
+    with pytest.raises(ConfigError, match="must split into 1 processes × 3 micro-batches"):
+        Toy(ToyConfig(), accumulate=3)
+
+
+# Every registered model, shrunk to CPU milliseconds.
+SMALL = {
+    "progan": dict(resolution=8, channels=1, z_dim=8, fmap_base=32, fmap_max=8, batch_size=8,
+                   stabilize_kimg=0.016, fade_kimg=0.016),
+    "stylegan2": dict(resolution=8, channels=1, z_dim=8, w_dim=8, mapping_layers=2,
+                      channel_base=64, channel_max=8, batch_size=8, r1_interval=2, pl_interval=2),
+    "biggan": dict(resolution=32, channels=1, num_classes=3, ch=4, z_dim=16, shared_dim=4,
+                   attention=16, d_attention=16, batch_size=8),
+}
+MODELS = [m for m in SMALL if m in models.MODELS]
+
+
+def small_recipe(model: str, **kwargs) -> recipe.Recipe:
+    module = models.MODELS[model]
+    cfg = dataclasses.replace(module.PRESETS["tiny"], **SMALL[model])
+    torch.manual_seed(0)
+    return module.Recipe(cfg, seed=3, **kwargs)
+
+
+def data(r: recipe.Recipe, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g, cfg = generator(100 + step), r.cfg
+    n = r.batch_per_step
+    reals = torch.rand(n, cfg.channels, cfg.resolution, cfg.resolution, generator=g) * 2 - 1
+    return reals, torch.randint(max(getattr(cfg, "num_classes", 0), 1), (n,), generator=g)
+
+
+@pytest.mark.parametrize("model", [m for m in MODELS if models.MODELS[m].Recipe.accumulates
+                                   and m != "biggan"])
+def test_gradient_accumulation_gives_the_whole_batch_update(model):
+    """Without BatchNorm, 2 accumulated micro-batches of b/2 train exactly like one batch of b."""
+    one, two = small_recipe(model), small_recipe(model, accumulate=2)
+    for step in range(4):  # crosses ProGAN's first fade and StyleGAN2's R1/PL steps
+        batch = data(one, step)
+        one.train_step(*batch)
+        two.train_step(*batch)
+    for (name, a), b in zip(one.G.named_parameters(), two.G.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=name)
+    for (name, a), b in zip(one.D.named_parameters(), two.D.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_bf16_autocast_trains_with_finite_losses(model):
+    """Under bf16 autocast every phase runs and reports finite losses; parameters stay fp32."""
+    r = small_recipe(model, autocast=lambda: torch.autocast("cpu", dtype=torch.bfloat16))
+    for step in range(3):
+        stats = r.train_step(*data(r, step))
+        assert all(torch.isfinite(v).all() for v in stats.values()), stats
+    assert all(p.dtype == torch.float32 for p in r.G.parameters())
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_state_dict_round_trips_every_model(model):
+    """load_state_dict(state_dict()) into a recipe of another seed restores counters and weights."""
+    a = small_recipe(model)
+    a.train_step(*data(a, 0))
+    torch.manual_seed(1)
+    b = models.MODELS[model].Recipe(a.cfg, seed=99)
+    b.load_state_dict(a.state_dict())
+    assert (b.step, b.images_seen, b.seed) == (a.step, a.images_seen, a.seed)
+    for x, y in zip(a.G_ema.state_dict().values(), b.G_ema.state_dict().values()):
+        assert torch.equal(x, y)
+
+
+def test_unwrap_sees_through_ddp_and_compile_wrappers():
+    """unwrap returns the plain module inside torch.compile's and DDP's wrappers."""
+    net = nn.Linear(2, 2)
+    compiled = torch.compile(net)
+    assert recipe.unwrap(compiled) is net
+    assert recipe.unwrap(net) is net
