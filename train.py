@@ -122,6 +122,16 @@ def _undo_autocast_patch(*modules: torch.nn.Module) -> None:
             inner.forward = inner._original_forward
 
 
+def make_accelerator(module, precision: str = "no") -> Accelerator:
+    """One Accelerator per run: batches split over processes, DDP told about idle layers."""
+    return Accelerator(
+        cpu=_no_accelerator(),  # so that torchrun on CPUs starts gloo, not N lone processes
+        mixed_precision=precision,
+        dataloader_config=DataLoaderConfiguration(split_batches=True),
+        kwargs_handlers=[DistributedDataParallelKwargs(
+            find_unused_parameters=module.FIND_UNUSED_PARAMETERS)])
+
+
 def build_recipe(module, cfg, accelerator: Accelerator, *, seed: int = 0, state=None,
                  grad_accum: int = 1):
     """The model's recipe on this process, its G, D and optimizers prepared by Accelerate."""
@@ -202,12 +212,7 @@ def main(
         raise typer.BadParameter(f"{out} already holds a run; continue it with --resume {out} "
                                  "or choose another --out", param_hint="--out")
 
-    accelerator = Accelerator(
-        cpu=_no_accelerator(),  # so that torchrun on CPUs starts gloo, not N lone processes
-        mixed_precision=precision.value,
-        dataloader_config=DataLoaderConfiguration(split_batches=True),
-        kwargs_handlers=[DistributedDataParallelKwargs(
-            find_unused_parameters=module.FIND_UNUSED_PARAMETERS)])
+    accelerator = make_accelerator(module, precision.value)
     main_process = accelerator.is_main_process
     world = accelerator.num_processes
     recipe = build_recipe(module, cfg, accelerator, seed=seed, state=state, grad_accum=grad_accum)
