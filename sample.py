@@ -1,27 +1,105 @@
 """Use a trained generator: `python sample.py RUN/model.safetensors --seeds 0-63`.
 
-Sub-commands (the first is the default when the first argument is a file):
-  grid         images for seeds, as one grid and optionally one PNG per seed
+Sub-commands (`grid` is the default when the first argument is a file):
+  grid         images for seeds: one grid, and with --per-seed one PNG per seed
+  classes      one row per class (class-conditional models: BigGAN, StyleGAN2 with labels)
+  truncation   one row per truncation value (StyleGAN2 ψ, BigGAN threshold); --curve adds the
+               fidelity/variety curve: FID and precision/recall against truncation, PNG + CSV
+  interpolate  a GIF (and an MP4 where ffmpeg exists): slerp in Z, lerp in W, ProGAN's walk
+  mix          StyleGAN2 style mixing: rows × columns, the chosen layers from the columns
+  project      StyleGAN2 projection of images into W or W+; --detect tells generated from real
+  score        evaluation metrics against a dataset: a table, and JSON with the protocol
+
+Every command reads a sampling file (`model.safetensors`) or a training checkpoint and writes
+next to it unless told --out. The same seed gives the same image in every command.
 """
 
 from __future__ import annotations
 
+import csv
+import functools
+import json
 import sys
+from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
-from typing import Optional
+from types import ModuleType
+from typing import Any, List, Optional
 
 import torch
 import typer
 from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
 
-from nanogan import checkpoint, config, models
-from nanogan.images import save_grid
+from nanogan import checkpoint, config, data, models
+from nanogan.images import has_ffmpeg, make_grid, save_gif, save_grid, save_mp4
+from nanogan.interpolate import key_path, lerp, slerp, smoothed_walk
+from nanogan.randomness import derive_seed
+from nanogan.truncation import truncate_w
 
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True)
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
+                  help="Use a trained generator: `python sample.py MODEL --seeds 0-63` draws a "
+                       "grid; the commands below do the rest.")
 console = Console()
+errors = Console(stderr=True)
+
+# What "truncation" means per model (None: the model has no truncation trick), the rows of the
+# sweep grid (StyleGAN2 Fig. 12 uses ψ = 1, 0.7, 0.5, 0; BigGAN Fig. 2a thresholds 2 … 0.04),
+# and the denser values of the fidelity/variety curve.
+TRUNCATION = {
+    "stylegan2": ("ψ", "1,0.7,0.5,0", "1,0.9,0.8,0.7,0.6,0.5,0.4,0.3,0.2,0.1,0"),
+    "biggan": ("threshold", "2,1.5,1,0.5,0.04", "2,1.75,1.5,1.25,1,0.75,0.5,0.25,0.04"),
+}
+LAYER_NAMES = {"coarse": (0, 4), "middle": (4, 8), "fine": (8, None)}  # StyleGAN §3.1, Fig. 3
 
 
-def parse_seeds(text: str) -> list[int]:
+class SampleError(Exception):
+    """A problem with the user's request: printed as one red line, exit status 2."""
+
+
+USER_ERRORS = (SampleError, config.ConfigError, checkpoint.CheckpointError, data.DataError,
+               data.DatasetNotFoundError, ValueError)
+
+
+def friendly(command):
+    """Errors that name a problem of the request (bad arguments, unreadable files, missing data)
+    end the command with that message and status 2 instead of a traceback."""
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except USER_ERRORS as err:
+            errors.print(f"[red]error:[/] {err}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from err
+    return run
+
+
+def command(fn):
+    return app.command()(friendly(fn))
+
+
+class NoiseMode(str, Enum):
+    const = "const"
+    random = "random"
+    none = "none"
+
+
+class Space(str, Enum):
+    w = "w"
+    w_plus = "w+"
+
+
+class PathKind(str, Enum):
+    slerp = "slerp"
+    lerp_w = "lerp-w"
+    walk = "walk"
+
+
+# ------------------------------------------------------------------------------ shared helpers
+
+
+def parse_seeds(text: str, what: str = "seeds") -> list[int]:
     """'0-63' or '1,5,9' or '0-3,10' -> list of ints."""
     seeds: list[int] = []
     for part in filter(None, (p.strip() for p in text.split(","))):
@@ -29,39 +107,193 @@ def parse_seeds(text: str) -> list[int]:
         try:
             seeds += list(range(int(lo), int(hi) + 1)) if hi else [int(lo)]
         except ValueError:
-            raise typer.BadParameter(f"seeds look like 0-63 or 1,5,9; got {text!r}") from None
+            raise SampleError(f"{what} look like 0-63 or 1,5,9; got {text!r}") from None
     if not seeds:
-        raise typer.BadParameter("no seeds given")
+        raise SampleError(f"no {what} given")
     return seeds
+
+
+def parse_floats(text: str, what: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise SampleError(f"{what} look like 1,0.7,0.5; got {text!r}") from None
+    if not values:
+        raise SampleError(f"no {what} given")
+    return values
 
 
 def _device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-@app.command()
+@dataclass
+class Loaded:
+    path: Path
+    name: str  # the registry name: progan, stylegan2, biggan
+    module: ModuleType
+    cfg: Any
+    G: torch.nn.Module
+
+    @property
+    def styled(self) -> bool:
+        return hasattr(self.G, "synthesis") and hasattr(self.G, "mapping")
+
+
+def load(model_file: Path) -> Loaded:
+    module, cfg, G = models.load_generator(model_file, _device())
+    name = next(n for n, m in models.MODELS.items() if m is module)
+    return Loaded(model_file, name, module, cfg, G)
+
+
+def require(loaded: Loaded, command_name: str, what: str, applies: list[str]) -> None:
+    raise SampleError(f"{command_name} applies to {what} ({', '.join(applies) or 'none here'}); "
+                      f"{loaded.path} holds a {loaded.name} model")
+
+
+def require_styled(loaded: Loaded, command_name: str) -> None:
+    if not loaded.styled:
+        applies = [n for n, m in models.MODELS.items() if hasattr(m.Generator, "synthesis")]
+        require(loaded, command_name, "style-based generators with a mapping network", applies)
+
+
+def options_for(loaded: Loaded, noise_mode: Optional[NoiseMode]) -> dict[str, Any]:
+    """The model's generate() options: the noise mode where the model has noise inputs."""
+    if "noise_mode" not in loaded.module.GENERATE_OPTIONS:
+        if noise_mode is not None:
+            applies = [n for n, m in models.MODELS.items() if "noise_mode" in m.GENERATE_OPTIONS]
+            require(loaded, "--noise-mode", "models with noise inputs", applies)
+        return {}
+    return {"noise_mode": (noise_mode or NoiseMode.const).value}
+
+
+def check_truncation(loaded: Loaded, truncation: Optional[float]) -> None:
+    if truncation is not None and loaded.name not in TRUNCATION:
+        require(loaded, "--truncation", "models with a truncation trick", sorted(TRUNCATION))
+
+
+def labels_for(loaded: Loaded, class_: Optional[int], n: int) -> Optional[torch.Tensor]:
+    """n copies of --class (0 by default) for a conditional model; None otherwise."""
+    if not models.conditional(loaded.cfg):
+        if class_ is not None:
+            raise SampleError(f"--class applies to class-conditional models; {loaded.path} holds "
+                              f"an unconditional {loaded.name} model")
+        return None
+    label = 0 if class_ is None else class_
+    if not 0 <= label < loaded.cfg.num_classes:
+        raise SampleError(f"--class must be in [0, {loaded.cfg.num_classes}), got {label}")
+    return torch.full((n,), label, dtype=torch.long)
+
+
+def render(loaded: Loaded, z: torch.Tensor, labels: Optional[torch.Tensor],
+           truncation: Optional[float], options: dict, batch_size: int = 32) -> torch.Tensor:
+    """Images (float [-1, 1], CPU) from latents z, batch by batch."""
+    device = next(loaded.G.parameters()).device
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(z), batch_size):
+            y = None if labels is None else labels[i : i + batch_size].to(device)
+            out.append(loaded.module.generate(loaded.G, z[i : i + batch_size].to(device), y,
+                                              truncation=truncation, **options).float().cpu())
+    return torch.cat(out)
+
+
+def synthesize(loaded: Loaded, ws: torch.Tensor, noise_mode: str,
+               batch_size: int = 32) -> torch.Tensor:
+    """StyleGAN2 images from ws (b, d) or (b, num_ws, d), batch by batch."""
+    device = next(loaded.G.parameters()).device
+    n = loaded.cfg.num_ws
+    ws = ws[:, None].expand(-1, n, -1) if ws.ndim == 2 else ws
+    with torch.no_grad():
+        return torch.cat([loaded.G.synthesis(chunk.to(device), noise_mode).float().cpu()
+                          for chunk in ws.split(batch_size)])
+
+
+def mapped(loaded: Loaded, seeds: list[int], labels: Optional[torch.Tensor],
+           psi: Optional[float]) -> torch.Tensor:
+    """ws (b, num_ws, d) for seeds: mapping, then truncation w̄ + ψ (w − w̄)."""
+    device = next(loaded.G.parameters()).device
+    z = loaded.module.sample_latents(loaded.cfg, seeds).to(device)
+    with torch.no_grad():
+        w = loaded.G.mapping(z, None if labels is None else labels.to(device))
+    ws = w[:, None].expand(-1, loaded.cfg.num_ws, -1)
+    return ws if psi is None or psi == 1 else truncate_w(ws, loaded.G.mapping.w_avg, psi)
+
+
+def default_out(loaded: Loaded, name: str) -> Path:
+    return loaded.path.with_name(name)
+
+
+def upscale(images: torch.Tensor, scale: int) -> torch.Tensor:
+    return images.repeat_interleave(scale, 2).repeat_interleave(scale, 3) if scale > 1 else images
+
+
+def open_data(source: Optional[str], split: Optional[str], loaded: Loaded):
+    """The dataset at the model's resolution and channels; split 'test' where one exists."""
+    if split is None:
+        path = Path(source).expanduser() if source and source.lower() != "fashion-mnist" else None
+        single = path is not None and not (
+            path.is_dir() and (data.cifar10_folder(path) is not None or all(
+                (path / f).is_file() for f in data.FASHION_MNIST_FILES)))
+        split = "train" if single else "test"
+    return data.open_dataset(source, resolution=loaded.cfg.resolution,
+                             channels=loaded.cfg.channels, split=split), split
+
+
+def evaluate_model(loaded: Loaded, metrics: list[str], dataset, split: str, *, num_images: int,
+                   truncation: Optional[float], options: dict, class_: Optional[int],
+                   extractor: str, seed: int, batch_size: int, cache_dir: Optional[Path]):
+    """nanogan.evaluate.evaluate on this model: seeds (and labels) drawn from the generator."""
+    from nanogan.evaluate import evaluate
+
+    def generate(b: int, g: torch.Generator) -> torch.Tensor:
+        seeds = torch.randint(0, 2**31 - 1, (b,), generator=g).tolist()
+        labels = None
+        if models.conditional(loaded.cfg):
+            labels = (torch.randint(loaded.cfg.num_classes, (b,), generator=g) if class_ is None
+                      else torch.full((b,), class_, dtype=torch.long))
+        z = loaded.module.sample_latents(loaded.cfg, seeds, truncation)
+        return render(loaded, z, labels, truncation, options, batch_size)
+
+    return evaluate(metrics, generate=generate, dataset=dataset, num_images=num_images,
+                    extractor=extractor, split=split, batch_size=batch_size, seed=seed,
+                    cache_dir=cache_dir)
+
+
+def flat_values(results) -> dict[str, float]:
+    """{"fid": 12.3, "precision": 0.7, "recall": 0.5, "kid_mean": …} from MetricResults."""
+    out = {}
+    for name, result in results.items():
+        if isinstance(result.value, dict):
+            for key, value in result.value.items():
+                out[key if name == "pr" else f"{name}_{key}"] = value
+        else:
+            out[name] = result.value
+    return out
+
+
+# ------------------------------------------------------------------------------------- grid
+
+
+@command
 def grid(
     model_file: Path = typer.Argument(..., help="A run's model.safetensors (or checkpoint)."),
     seeds: str = typer.Option("0-63", help="Seeds, e.g. 0-63 or 1,5,9."),
-    out: Optional[Path] = typer.Option(None, help="Output PNG [default: next to the model file]."),
+    out: Optional[Path] = typer.Option(None, help="Output PNG \\[default: next to the model file]."),
     columns: Optional[int] = typer.Option(None, help="Images per row."),
     class_: Optional[int] = typer.Option(None, "--class", help="Class label for conditional models."),
     truncation: Optional[float] = typer.Option(None, help="ψ (StyleGAN2) or threshold (BigGAN)."),
-    noise_mode: str = typer.Option("const", help="StyleGAN2 noise inputs: const | random | none."),
+    noise_mode: Optional[NoiseMode] = typer.Option(None, help="StyleGAN2 noise inputs \\[default: const]."),
     per_seed: bool = typer.Option(False, "--per-seed", help="Also write one PNG per seed."),
 ):
     """Generate images for seeds: a grid, and with --per-seed one PNG each."""
-    module, cfg, G = models.load_generator(model_file, _device())
+    loaded = load(model_file)
     seed_list = parse_seeds(seeds)
-    labels = None
-    if models.conditional(cfg):
-        label = 0 if class_ is None else class_
-        if not 0 <= label < cfg.num_classes:
-            raise typer.BadParameter(f"--class must be in [0, {cfg.num_classes}), got {label}")
-        labels = torch.full((len(seed_list),), label, dtype=torch.long)
-    options = {"noise_mode": noise_mode} if "noise_mode" in module.GENERATE_OPTIONS else {}
-    images = models.sample(module, G, cfg, seed_list, labels, truncation=truncation, **options)
-    out = out or model_file.with_name(f"seeds-{seed_list[0]}-{seed_list[-1]}.png")
+    check_truncation(loaded, truncation)
+    labels = labels_for(loaded, class_, len(seed_list))
+    images = models.sample(loaded.module, loaded.G, loaded.cfg, seed_list, labels,
+                           truncation=truncation, **options_for(loaded, noise_mode))
+    out = out or default_out(loaded, f"seeds-{seed_list[0]}-{seed_list[-1]}.png")
     save_grid(out, images, nrow=columns)
     if per_seed:
         for s, image in zip(seed_list, images):
@@ -69,13 +301,440 @@ def grid(
     console.print(f"wrote {out}" + (f" and {len(seed_list)} per-seed PNGs" if per_seed else ""))
 
 
-COMMANDS = {"grid"}
+# ---------------------------------------------------------------------------------- classes
+
+
+@command
+def classes(
+    model_file: Path = typer.Argument(..., help="A class-conditional model file."),
+    classes_: Optional[str] = typer.Option(None, "--classes", help="Classes, e.g. 0,3,7 \\[default: all]."),
+    seeds: str = typer.Option("0-7", help="Seeds: one column each, the same in every row."),
+    truncation: Optional[float] = typer.Option(None, help="ψ (StyleGAN2) or threshold (BigGAN)."),
+    noise_mode: Optional[NoiseMode] = typer.Option(None, help="StyleGAN2 noise inputs \\[default: const]."),
+    out: Optional[Path] = typer.Option(None, help="Output PNG \\[default: classes.png next to the model]."),
+):
+    """One row per class, one column per seed: what the label changes and what z keeps."""
+    loaded = load(model_file)
+    if not models.conditional(loaded.cfg):
+        require(loaded, "classes", "class-conditional models",
+                ["biggan", "stylegan2 trained with labels"])
+    k = loaded.cfg.num_classes
+    rows = parse_seeds(classes_, "classes") if classes_ else list(range(k))
+    if bad := [c for c in rows if not 0 <= c < k]:
+        raise SampleError(f"classes must be in [0, {k}), got {bad}")
+    seed_list = parse_seeds(seeds)
+    check_truncation(loaded, truncation)
+    labels = torch.tensor(rows).repeat_interleave(len(seed_list))
+    images = models.sample(loaded.module, loaded.G, loaded.cfg, seed_list * len(rows), labels,
+                           truncation=truncation, **options_for(loaded, noise_mode))
+    out = out or default_out(loaded, "classes.png")
+    save_grid(out, images, nrow=len(seed_list))
+    console.print(f"wrote {out}: {len(rows)} classes × {len(seed_list)} seeds")
+
+
+# ------------------------------------------------------------------------------- truncation
+
+
+@command
+def truncation(
+    model_file: Path = typer.Argument(..., help="A StyleGAN2 or BigGAN model file."),
+    values: Optional[str] = typer.Option(None, help="Rows: ψ (StyleGAN2, default 1,0.7,0.5,0) or thresholds (BigGAN, default 2,1.5,1,0.5,0.04)."),
+    seeds: str = typer.Option("0-7", help="Seeds: one column each."),
+    class_: Optional[int] = typer.Option(None, "--class", help="Class label for conditional models."),
+    noise_mode: Optional[NoiseMode] = typer.Option(None, help="StyleGAN2 noise inputs \\[default: const]."),
+    curve: bool = typer.Option(False, "--curve", help="Also measure FID and precision/recall against truncation."),
+    curve_values: Optional[str] = typer.Option(None, help="Truncation values of the curve \\[default: a dense sweep]."),
+    data_: Optional[str] = typer.Option(None, "--data", help="Real images for the curve \\[default: fashion-mnist]."),
+    split: Optional[str] = typer.Option(None, help="Dataset split \\[default: test where there is one]."),
+    num_images: int = typer.Option(1000, help="Generated (and real) images per curve point."),
+    extractor: str = typer.Option("fashion", help="Feature extractor: fashion | inception."),
+    seed: int = typer.Option(0, help="Seed of the curve's generated images."),
+    batch_size: int = typer.Option(64, help="Batch size for generation and features."),
+    cache_dir: Optional[Path] = typer.Option(None, help="Cache of real features \\[default: ~/.cache/nanogan/stats]."),
+    out: Optional[Path] = typer.Option(None, help="Output folder \\[default: the model's folder]."),
+):
+    """Rows of one seed set at decreasing truncation; --curve: the fidelity/variety trade-off."""
+    loaded = load(model_file)
+    if loaded.name not in TRUNCATION:
+        require(loaded, "truncation", "models with a truncation trick", sorted(TRUNCATION))
+    symbol, grid_default, curve_default = TRUNCATION[loaded.name]
+    rows = parse_floats(values or grid_default, "truncation values")
+    seed_list = parse_seeds(seeds)
+    options = options_for(loaded, noise_mode)
+    labels = labels_for(loaded, class_, len(seed_list))
+    folder = out or loaded.path.parent
+    images = torch.cat([models.sample(loaded.module, loaded.G, loaded.cfg, seed_list, labels,
+                                      truncation=v, **options) for v in rows])
+    save_grid(folder / "truncation.png", images, nrow=len(seed_list))
+    console.print(f"wrote {folder / 'truncation.png'}: rows {symbol} = "
+                  f"{', '.join(f'{v:g}' for v in rows)}")
+    if not curve:
+        return
+    points = parse_floats(curve_values or curve_default, "curve values")
+    dataset, split = open_data(data_, split, loaded)
+    results = []
+    table = Table(title=f"fidelity/variety · {loaded.name} · {dataset.name} ({split})")
+    for key in (symbol, "FID", "precision", "recall"):
+        table.add_column(key, justify="right")
+    with console.status("measuring") as status:
+        for v in points:
+            status.update(f"{symbol} = {v:g}")
+            scores = evaluate_model(loaded, ["fid", "pr"], dataset, split, num_images=num_images,
+                                    truncation=v, options=options, class_=class_,
+                                    extractor=extractor, seed=seed, batch_size=batch_size,
+                                    cache_dir=cache_dir)
+            row = {"truncation": v, **flat_values(scores)}
+            results.append((row, scores))
+            table.add_row(f"{v:g}", f"{row['fid']:.2f}", f"{row['precision']:.3f}",
+                          f"{row['recall']:.3f}")
+    console.print(table)
+    fields = ["truncation", "fid", "precision", "recall"]
+    with (folder / "truncation-curve.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows({k: row[k] for k in fields} for row, _ in results)
+    protocol = next(iter(results[0][1].values())).to_dict()
+    (folder / "truncation-curve.json").write_text(json.dumps(
+        {"model": str(loaded.path), "truncation": symbol, "points": [row for row, _ in results],
+         "protocol": {k: v for k, v in protocol.items() if k not in ("metric", "value")}},
+        indent=2))
+    plot_curve(folder / "truncation-curve.png", [row for row, _ in results], symbol,
+               f"{loaded.name} vs {dataset.name} ({split}, {num_images} images, {extractor})")
+    console.print(f"wrote {folder / 'truncation-curve.png'}, .csv and .json")
+
+
+def plot_curve(path: Path, rows: list[dict], symbol: str, title: str) -> None:
+    """FID against truncation, and precision (fidelity) against recall (variety)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = [r["truncation"] for r in rows]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
+    left.plot(t, [r["fid"] for r in rows], "o-")
+    left.set(xlabel=f"truncation {symbol}", ylabel="FID (lower is better)")
+    right.plot([r["recall"] for r in rows], [r["precision"] for r in rows], "o-")
+    for r in rows:
+        right.annotate(f"{r['truncation']:g}", (r["recall"], r["precision"]), fontsize=8,
+                       xytext=(3, 3), textcoords="offset points")
+    right.set(xlabel="recall (variety)", ylabel="precision (fidelity)", xlim=(-0.02, 1.02),
+              ylim=(-0.02, 1.02))
+    fig.suptitle(title, fontsize=10)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# ------------------------------------------------------------------------------ interpolate
+
+
+@command
+def interpolate(
+    model_file: Path = typer.Argument(..., help="A run's model.safetensors (or checkpoint)."),
+    seeds: str = typer.Option("0-3", help="Key seeds (slerp, lerp-w); the walk uses the first."),
+    path: PathKind = typer.Option(PathKind.slerp, help="slerp in Z | lerp-w in W (StyleGAN2) | walk (ProGAN's smoothed random walk)."),
+    frames: int = typer.Option(24, help="Frames from one key to the next."),
+    loop: bool = typer.Option(True, help="Return to the first key at the end."),
+    seconds: float = typer.Option(8.0, help="Length of the walk."),
+    sigma: float = typer.Option(0.75, help="The walk's temporal blur in seconds (ProGAN: 45 frames at 60 Hz)."),
+    fps: int = typer.Option(24, help="Frames per second."),
+    class_: Optional[int] = typer.Option(None, "--class", help="Class label for conditional models."),
+    truncation: Optional[float] = typer.Option(None, help="ψ (StyleGAN2) or threshold (BigGAN)."),
+    noise_mode: Optional[NoiseMode] = typer.Option(None, help="StyleGAN2 noise inputs \\[default: const]."),
+    scale: Optional[int] = typer.Option(None, help="Upscale frames by this factor \\[default: to >= 256 px]."),
+    out: Optional[Path] = typer.Option(None, help="Output .gif (an .mp4 is written beside it) \\[default: next to the model]."),
+):
+    """A video along a latent path: slerp between seeds' z, lerp between their w, or ProGAN's walk."""
+    loaded = load(model_file)
+    seed_list = parse_seeds(seeds)
+    options = options_for(loaded, noise_mode)
+    check_truncation(loaded, truncation)
+    cfg = loaded.cfg
+    if path is PathKind.lerp_w:
+        require_styled(loaded, "--path lerp-w")
+    if path is not PathKind.walk and len(seed_list) < 2:
+        raise SampleError(f"--path {path.value} needs at least two seeds, got {seed_list}")
+    if path is PathKind.walk:
+        if truncation is not None and loaded.name == "biggan":
+            raise SampleError("--truncation with --path walk applies to stylegan2 (ψ in W); "
+                              "BigGAN's threshold resamples z, which a smooth walk cannot do")
+        n = max(1, round(seconds * fps))
+        z = smoothed_walk(n, cfg.z_dim, sigma * fps, torch.Generator().manual_seed(seed_list[0]))
+        images = render(loaded, z, labels_for(loaded, class_, n), truncation, options)
+    elif path is PathKind.slerp:
+        keys = loaded.module.sample_latents(cfg, seed_list, truncation)
+        z = key_path(keys, frames, slerp, loop=loop)
+        images = render(loaded, z, labels_for(loaded, class_, len(z)), truncation, options)
+    else:  # lerp in W, after truncation: truncating the path is lerping the truncated keys
+        ws = mapped(loaded, seed_list, labels_for(loaded, class_, len(seed_list)), truncation)
+        images = synthesize(loaded, key_path(ws[:, 0], frames, lerp, loop=loop),
+                            options["noise_mode"])
+    scale = scale or max(1, 256 // cfg.resolution)
+    video = [make_grid(upscale(image[None], scale), nrow=1, padding=0) for image in images]
+    out = out or default_out(loaded, f"interpolate-{path.value}-{seed_list[0]}.gif")
+    save_gif(out, video, fps=fps)
+    written = [out]
+    if has_ffmpeg():
+        save_mp4(out.with_suffix(".mp4"), video, fps=fps)
+        written.append(out.with_suffix(".mp4"))
+    console.print(f"wrote {' and '.join(map(str, written))}: {len(video)} frames"
+                  + ("" if has_ffmpeg() else " (no ffmpeg on PATH: GIF only)"))
+
+
+# -------------------------------------------------------------------------------------- mix
+
+
+def parse_layers(text: str, num_ws: int, resolution: int) -> tuple[int, int]:
+    """'coarse' | 'middle' | 'fine' | '0-3' | '4-' | '5' -> [start, stop) within num_ws styles."""
+    if text in LAYER_NAMES:
+        start, stop = LAYER_NAMES[text]
+        stop = num_ws if stop is None else min(stop, num_ws)
+    else:
+        lo, dash, hi = text.partition("-")
+        try:
+            start = int(lo)
+            stop = (int(hi) + 1 if hi else num_ws) if dash else start + 1
+        except ValueError:
+            raise SampleError(f"--layers looks like coarse, middle, fine, 0-3, 4- or 5; "
+                              f"got {text!r}") from None
+    if not 0 <= start < stop <= num_ws:
+        raise SampleError(f"--layers {text} selects no styles of this {resolution}×{resolution} "
+                          f"model, whose styles are 0-{num_ws - 1} (coarse 0-3: 4²–8², "
+                          f"middle 4-7: 16²–32², fine 8-: 64² and up)")
+    return start, stop
+
+
+@command
+def mix(
+    model_file: Path = typer.Argument(..., help="A StyleGAN2 model file."),
+    rows: str = typer.Option("0-4", help="Row sources (A): their styles outside --layers."),
+    columns: str = typer.Option("5-9", help="Column sources (B): their styles in --layers."),
+    layers: str = typer.Option("coarse", help="Styles copied from B: coarse (0-3), middle (4-7), fine (8-), or a range like 2-5."),
+    class_: Optional[int] = typer.Option(None, "--class", help="Class label for conditional models."),
+    truncation: Optional[float] = typer.Option(None, help="ψ for every source."),
+    noise_mode: Optional[NoiseMode] = typer.Option(None, help="Noise inputs \\[default: const]."),
+    out: Optional[Path] = typer.Option(None, help="Output PNG \\[default: mix-LAYERS.png next to the model]."),
+):
+    """Style mixing (StyleGAN Fig. 3): the top row shows B, the left column A, each cell A's
+    styles with B's in the chosen layers."""
+    loaded = load(model_file)
+    require_styled(loaded, "mix")
+    cfg = loaded.cfg
+    start, stop = parse_layers(layers, cfg.num_ws, cfg.resolution)
+    row_seeds, col_seeds = parse_seeds(rows, "row seeds"), parse_seeds(columns, "column seeds")
+    mode = options_for(loaded, noise_mode)["noise_mode"]
+    ws_a = mapped(loaded, row_seeds, labels_for(loaded, class_, len(row_seeds)), truncation)
+    ws_b = mapped(loaded, col_seeds, labels_for(loaded, class_, len(col_seeds)), truncation)
+    from_b = (torch.arange(cfg.num_ws) >= start) & (torch.arange(cfg.num_ws) < stop)
+    cells = torch.where(from_b[None, None, :, None].to(ws_a.device), ws_b[None], ws_a[:, None])
+    a, b = synthesize(loaded, ws_a, mode), synthesize(loaded, ws_b, mode)
+    mixed = synthesize(loaded, cells.flatten(0, 1), mode).unflatten(0, (len(ws_a), len(ws_b)))
+    blank = torch.ones_like(a[:1])  # white: the corner has no source
+    layout = [torch.cat([blank, b])]
+    layout += [torch.cat([a[i : i + 1], mixed[i]]) for i in range(len(a))]
+    out = out or default_out(loaded, f"mix-{layers}.png")
+    save_grid(out, torch.cat(layout), nrow=len(col_seeds) + 1)
+    console.print(f"wrote {out}: styles {start}-{stop - 1} of {cfg.num_ws} from the columns")
+
+
+# ---------------------------------------------------------------------------------- project
+
+
+def load_targets(loaded: Loaded, images: list[Path], seeds: Optional[str],
+                 data_: Optional[str], indices: Optional[str], split: Optional[str],
+                 class_: Optional[int]) -> tuple[torch.Tensor, list[str]]:
+    """Targets in [-1, 1] at the model's size: image files, dataset images, generated seeds."""
+    cfg, targets, names = loaded.cfg, [], []
+    for file in images:
+        if not file.is_file():
+            raise SampleError(f"{file}: no such image file")
+        pixels = data.decode_image(file.read_bytes(), cfg.resolution, cfg.channels)
+        targets.append(data.to_float(torch.from_numpy(pixels.copy())))
+        names.append(str(file))
+    if indices is not None:
+        dataset, split = open_data(data_, split, loaded)
+        for i in parse_seeds(indices, "indices"):
+            if not 0 <= i < len(dataset):
+                raise SampleError(f"--indices: {dataset.name} ({split}) has {len(dataset)} images, "
+                                  f"got index {i}")
+            targets.append(data.to_float(dataset[i][0]))
+            names.append(f"{dataset.name}[{split}][{i}]")
+    if seeds is not None:
+        seed_list = parse_seeds(seeds)
+        targets += list(generated(loaded, seed_list, labels_for(loaded, class_, len(seed_list))))
+        names += [f"seed {s}" for s in seed_list]
+    if not targets:
+        raise SampleError("nothing to project: give image files, --indices (with --data) or "
+                          "--seeds")
+    return torch.stack(targets), names
+
+
+def generated(loaded: Loaded, seeds: list[int], labels: Optional[torch.Tensor]) -> torch.Tensor:
+    """What the generator makes for seeds with fresh noise inputs, as a user would see them."""
+    gens = [torch.Generator().manual_seed(derive_seed(s, "noise")) for s in seeds]
+    z = loaded.module.sample_latents(loaded.cfg, seeds)
+    device = next(loaded.G.parameters()).device
+    with torch.no_grad():
+        w = loaded.G.mapping(z.to(device), None if labels is None else labels.to(device))
+        ws = w[:, None].expand(-1, loaded.cfg.num_ws, -1)
+
+        def noise(i, shape):  # each seed's noise from its own generator: batch-independent
+            return torch.cat([torch.randn(1, *shape[1:], generator=g) for g in gens]).to(device)
+
+        return loaded.G.synthesis(ws, "random", noise=noise).float().cpu()
+
+
+@command
+def project(
+    model_file: Path = typer.Argument(..., help="A StyleGAN2 model file."),
+    images: Optional[List[Path]] = typer.Argument(None, help="Image files to project."),
+    seeds: Optional[str] = typer.Option(None, help="Also project the model's own images for these seeds."),
+    data_: Optional[str] = typer.Option(None, "--data", help="Dataset for --indices and --detect's calibration \\[default: fashion-mnist]."),
+    indices: Optional[str] = typer.Option(None, help="Also project these dataset images, e.g. 0-7."),
+    split: Optional[str] = typer.Option(None, help="Split of --indices \\[default: test where there is one]."),
+    space: Space = typer.Option(Space.w, help="w: one w for all layers (the paper's choice) | w+: one per layer."),
+    steps: int = typer.Option(1000, help="Optimisation steps (the paper: 1000)."),
+    pixel_weight: float = typer.Option(1.0, help="Weight of pixel MSE in the distance."),
+    noise_weight: float = typer.Option(1e5, help="α, the noise-map regularization weight."),
+    w_samples: int = typer.Option(10_000, help="Mapping samples for w̄ and σ_w."),
+    class_: Optional[int] = typer.Option(None, "--class", help="Class label for conditional models."),
+    seed: int = typer.Option(0, help="Seeds the initial noise maps and the noise on w."),
+    detect: bool = typer.Option(False, "--detect", help="Call each target generated or real by its distance (§5.1)."),
+    threshold: Optional[float] = typer.Option(None, help="--detect: distances up to this are 'generated' \\[default: calibrated]."),
+    calibrate: int = typer.Option(8, help="--detect without --threshold: project this many generated and real images to set it."),
+    out: Optional[Path] = typer.Option(None, help="Output folder \\[default: projection/ next to the model]."),
+):
+    """Project images into W (Appendix D); save latents, reconstructions and a progress GIF."""
+    from safetensors.torch import save_file
+
+    from nanogan.projector import ClassifierDistance, separating_threshold
+    from nanogan.projector import project as run_projection
+
+    loaded = load(model_file)
+    require_styled(loaded, "project")
+    if steps < 1:
+        raise SampleError(f"--steps must be >= 1, got {steps}")
+    targets, names = load_targets(loaded, images or [], seeds, data_, indices, split, class_)
+    n = len(targets)
+    if detect and threshold is None:
+        if calibrate < 1:
+            raise SampleError("--detect needs --threshold or --calibrate >= 1")
+        real_set, _ = open_data(data_, "train", loaded)
+        pick = torch.randperm(len(real_set), generator=torch.Generator().manual_seed(1))
+        if models.conditional(loaded.cfg):  # real images of the class the projection assumes
+            pick = pick[real_set.labels[pick] == (class_ or 0)]
+        reals = torch.stack([data.to_float(real_set[i][0]) for i in pick[:calibrate].tolist()])
+        fake_seeds = list(range(10**6, 10**6 + calibrate))  # far from the seeds users pick
+        fakes = generated(loaded, fake_seeds, labels_for(loaded, class_, calibrate))
+        targets = torch.cat([targets, fakes, reals])
+    labels = labels_for(loaded, class_, len(targets))
+    distance = ClassifierDistance(pixel_weight=pixel_weight).to(_device())
+    every = max(1, steps // 60)
+    with console.status(f"projecting {len(targets)} images into {space.value.upper()}, "
+                        f"{steps} steps"):
+        result = run_projection(loaded.G, targets, steps=steps, space=space.value,
+                                distance=distance, labels=labels, noise_weight=noise_weight,
+                                w_samples=w_samples, generator=torch.Generator().manual_seed(seed),
+                                snapshot_every=every)
+    folder = out or loaded.path.with_name("projection")
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {"ws": result.ws[:n].cpu().contiguous(), "distance": result.distance[:n],
+               "target": targets[:n].cpu().contiguous()}
+    tensors |= {f"noise.{i}": m[:n].cpu().contiguous() for i, m in result.noise.items()}
+    save_file(tensors, str(folder / "projected.safetensors"), metadata={
+        "space": space.value, "steps": str(steps), "targets": json.dumps(names),
+        "distance": "classifier features (LPIPS form) + pixel MSE", "model": str(loaded.path)})
+    save_grid(folder / "projection.png", torch.cat([targets[:n], result.images[:n]]), nrow=n)
+    video = [make_grid(torch.cat([targets[:n], frame[:n]]), nrow=n) for frame in result.frames]
+    save_gif(folder / "projection.gif", video, fps=12)
+    verdicts = None
+    if detect:
+        calib = result.distance[n:]
+        if threshold is None:
+            threshold = separating_threshold(calib[:calibrate], calib[calibrate:])
+        verdicts = ["generated" if d <= threshold else "real" for d in result.distance[:n]]
+    table = Table(title=f"projection into {space.value.upper()} · {steps} steps")
+    for col in ("target", "distance") + (("verdict",) if detect else ()):
+        table.add_column(col, justify="left" if col == "target" else "right")
+    for i in range(n):
+        row = [escape(names[i]), f"{result.distance[i].item():.4f}"]
+        table.add_row(*row, *([verdicts[i]] if detect else []))
+    console.print(table)
+    if detect:
+        report = {"threshold": threshold, "space": space.value, "steps": steps,
+                  "distance": "classifier features (LPIPS form) + pixel MSE",
+                  "targets": [{"target": names[i], "distance": result.distance[i].item(),
+                               "verdict": verdicts[i]} for i in range(n)]}
+        if len(targets) > n:
+            calib = result.distance[n:].tolist()
+            report["calibration"] = {"generated": calib[:calibrate], "real": calib[calibrate:]}
+            console.print(f"threshold {threshold:.4f}, calibrated between {calibrate} generated "
+                          f"(max {max(calib[:calibrate]):.4f}) and {calibrate} real images "
+                          f"(min {min(calib[calibrate:]):.4f})")
+        (folder / "detection.json").write_text(json.dumps(report, indent=2))
+    console.print(f"wrote {folder}/projected.safetensors, projection.png, projection.gif"
+                  + (", detection.json" if detect else ""))
+
+
+# ------------------------------------------------------------------------------------ score
+
+
+@command
+def score(
+    model_file: Path = typer.Argument(..., help="A run's model.safetensors (or checkpoint)."),
+    metrics: str = typer.Option("fid,kid,pr", help="Comma-separated: swd, fid, kid, pr, msssim, is."),
+    data_: Optional[str] = typer.Option(None, "--data", help="Real images \\[default: fashion-mnist]."),
+    split: Optional[str] = typer.Option(None, help="Dataset split \\[default: test where there is one]."),
+    num_images: int = typer.Option(1000, help="Generated (and real) images."),
+    truncation: Optional[float] = typer.Option(None, help="ψ (StyleGAN2) or threshold (BigGAN)."),
+    noise_mode: Optional[NoiseMode] = typer.Option(None, help="StyleGAN2 noise inputs \\[default: const]."),
+    class_: Optional[int] = typer.Option(None, "--class", help="Only this class \\[default: uniform labels]."),
+    extractor: str = typer.Option("fashion", help="Feature extractor: fashion | inception."),
+    seed: int = typer.Option(0, help="Seed of the generated images and the metrics' draws."),
+    batch_size: int = typer.Option(64, help="Batch size for generation and features."),
+    cache_dir: Optional[Path] = typer.Option(None, help="Cache of real features \\[default: ~/.cache/nanogan/stats]."),
+    out: Optional[Path] = typer.Option(None, help="Output JSON \\[default: scores.json next to the model]."),
+):
+    """Evaluation metrics of a model against a dataset, each with its protocol."""
+    loaded = load(model_file)
+    names = [m.strip() for m in metrics.split(",") if m.strip()]
+    check_truncation(loaded, truncation)
+    if class_ is not None:
+        labels_for(loaded, class_, 1)  # validates
+    dataset, split = open_data(data_, split, loaded)
+    with console.status(f"scoring {num_images} images"):
+        results = evaluate_model(loaded, names, dataset, split, num_images=num_images,
+                                 truncation=truncation, options=options_for(loaded, noise_mode),
+                                 class_=class_, extractor=extractor, seed=seed,
+                                 batch_size=batch_size, cache_dir=cache_dir)
+    table = Table(title=escape(f"{loaded.name} · {loaded.path}"))
+    for col in ("metric", "value", "extractor", "images", "split", "dataset"):
+        table.add_column(col)
+    for name, r in results.items():
+        value = (", ".join(f"{k} {v:.4g}" for k, v in r.value.items())
+                 if isinstance(r.value, dict) else f"{r.value:.4g}")
+        p = r.protocol
+        table.add_row(name, value, p.extractor + (f" ({p.resize})" if p.resize else ""),
+                      str(p.num_images), p.split, p.dataset)
+    console.print(table)
+    out = out or default_out(loaded, "scores.json")
+    out.write_text(json.dumps({"model": str(loaded.path), "truncation": truncation,
+                               "class": class_, "seed": seed,
+                               "results": [r.to_dict() for r in results.values()]}, indent=2))
+    console.print(f"wrote {out}")
+
+
+COMMANDS = {"grid", "classes", "truncation", "interpolate", "mix", "project", "score"}
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    """`python sample.py MODEL --seeds …` means `python sample.py grid MODEL --seeds …`."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] not in COMMANDS and not args[0].startswith("-"):
+        args.insert(0, "grid")
+    app(args, prog_name="sample.py")
+
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] not in COMMANDS and not sys.argv[1].startswith("-"):
-        sys.argv.insert(1, "grid")  # `python sample.py MODEL --seeds ...` means `grid`
-    try:
-        app()
-    except (config.ConfigError, checkpoint.CheckpointError) as err:
-        console.print(f"[red]error:[/] {err}")
-        sys.exit(2)
+    main()

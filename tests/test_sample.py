@@ -1,0 +1,318 @@
+"""sample.py's sub-commands on tiny random checkpoints written with nanogan/checkpoint.py."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors import safe_open
+from typer.testing import CliRunner
+
+from nanogan import checkpoint, config, models, progan, stylegan2
+from nanogan.projector import w_statistics
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+import sample  # noqa: E402
+
+runner = CliRunner()
+BIGGAN = (ROOT / "nanogan" / "biggan.py").exists() and "biggan" in models.MODELS
+
+
+def save_model(path, name, cfg, G):
+    """A sampling file as train.py writes it: {"G_ema": state_dict}, kind "model"."""
+    checkpoint.save(path, {"G_ema": G.state_dict()}, kind="model", model=name,
+                    config=config.to_dict(cfg) | {"_preset": "test"})
+    return path
+
+
+def tiny_stylegan2(path, num_classes=0):
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        cfg = stylegan2.Config(resolution=32, channels=1, num_classes=num_classes, z_dim=16,
+                               w_dim=16, mapping_layers=2, channel_base=256, channel_max=16)
+        G = stylegan2.Generator(cfg).eval()
+    with torch.no_grad():  # a trained generator has noise strengths > 0 and a tracked w̄
+        for layer in G.layers:
+            layer.noise.strength.fill_(0.1)
+        if not num_classes:
+            G.mapping.w_avg.copy_(w_statistics(G.mapping, cfg.z_dim, 1000,
+                                               generator=torch.Generator().manual_seed(0))[0])
+    return save_model(path, "stylegan2", cfg, G)
+
+
+def tiny_progan(path):
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        cfg = progan.Config(resolution=32, z_dim=16, fmap_base=64, fmap_max=16)
+        G = progan.Generator(cfg).eval()
+    return save_model(path, "progan", cfg, G)
+
+
+def tiny_biggan(path):
+    biggan = models.MODELS["biggan"]
+    cfg = biggan.PRESETS["tiny"]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        G = biggan.Generator(cfg).eval()
+    return save_model(path, "biggan", cfg, G)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    out = {"stylegan2": tiny_stylegan2(root / "sg" / "model.safetensors"),
+           "conditional": tiny_stylegan2(root / "sgc" / "model.safetensors", num_classes=3),
+           "progan": tiny_progan(root / "pg" / "model.safetensors")}
+    if BIGGAN:
+        out["biggan"] = tiny_biggan(root / "bg" / "model.safetensors")
+    return out
+
+
+@pytest.fixture(autouse=True)
+def caches(tmp_path, monkeypatch):
+    """Feature and dataset caches in the test's folder, not the user's."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+
+@pytest.fixture(scope="module")
+def folder_data(tmp_path_factory):
+    """24 grey 32×32 PNGs (rectangles): a dataset that is not Fashion-MNIST and not generated."""
+    folder = tmp_path_factory.mktemp("data")
+    g = torch.Generator().manual_seed(0)
+    for k in range(24):
+        image = np.zeros((32, 32), np.uint8)
+        x0, y0 = torch.randint(2, 12, (2,), generator=g).tolist()
+        x1, y1 = torch.randint(20, 30, (2,), generator=g).tolist()
+        image[y0:y1, x0:x1] = 255
+        Image.fromarray(image).save(folder / f"{k:02d}.png")
+    return folder
+
+
+def run(*args):
+    result = runner.invoke(sample.app, [str(a) for a in args])
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result
+
+
+def ok(*args):
+    result = run(*args)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def fails(*args, match):
+    result = run(*args)
+    assert result.exit_code == 2, result.output
+    assert match in " ".join(result.output.split()), result.output
+    return result
+
+
+def png(path):
+    return np.asarray(Image.open(path))
+
+
+def cells(grid, rows, columns, size=32, padding=1):
+    """The (rows, columns, size, size) images of a grid written with save_grid."""
+    out = np.empty((rows, columns, size, size), grid.dtype)
+    for r in range(rows):
+        for c in range(columns):
+            top, left = padding + r * (size + padding), padding + c * (size + padding)
+            out[r, c] = grid[top : top + size, left : left + size]
+    return out
+
+
+def test_default_command_is_grid(files, tmp_path):
+    """`python sample.py MODEL --seeds …` is the grid command, run as a script."""
+    out = tmp_path / "grid.png"
+    done = subprocess.run([sys.executable, "sample.py", str(files["stylegan2"]), "--seeds", "0-3",
+                           "--out", str(out)], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert png(out).shape == (2 * 33 + 1, 2 * 33 + 1)
+
+
+@pytest.mark.parametrize("model", ["stylegan2", "progan"])
+def test_same_seed_same_image_in_any_batch(files, tmp_path, model):
+    """A seed's image does not depend on the other seeds in the grid or on the run."""
+    ok("grid", files[model], "--seeds", "0-3", "--out", tmp_path / "a.png", "--per-seed")
+    ok("grid", files[model], "--seeds", "7,2", "--out", tmp_path / "b" / "b.png", "--columns", 2)
+    a, b = cells(png(tmp_path / "a.png"), 2, 2), cells(png(tmp_path / "b" / "b.png"), 1, 2)
+    assert np.array_equal(a[1, 0], b[0, 1])  # seed 2
+    assert np.array_equal(png(tmp_path / "seed0002.png"), a[1, 0])
+    assert not np.array_equal(a[0, 0], a[0, 1])
+    ok("grid", files[model], "--seeds", "0-3", "--out", tmp_path / "c.png")
+    assert np.array_equal(png(tmp_path / "c.png"), png(tmp_path / "a.png"))
+
+
+def test_psi_zero_gives_one_image_for_every_seed(files, tmp_path):
+    """At ψ = 0 every w is w̄, so all seeds give the same image (const noise); ψ = 1 does not."""
+    ok("truncation", files["stylegan2"], "--values", "1,0", "--seeds", "0-4", "--out", tmp_path)
+    rows = cells(png(tmp_path / "truncation.png"), 2, 5)
+    assert all(np.array_equal(rows[1, 0], rows[1, c]) for c in range(5))
+    assert not np.array_equal(rows[0, 0], rows[0, 1])
+    ok("grid", files["stylegan2"], "--seeds", "0-4", "--truncation", "1", "--out", tmp_path / "g.png")
+    assert np.array_equal(cells(png(tmp_path / "g.png"), 2, 3)[0], rows[0, :3])
+
+
+def test_noise_modes(files, tmp_path):
+    """Const noise repeats, random noise changes the image, and ProGAN has no noise inputs."""
+    m = files["stylegan2"]
+    for i, mode in enumerate(["const", "const", "random", "none"]):
+        ok("grid", m, "--seeds", "0", "--noise-mode", mode, "--out", tmp_path / f"{i}.png")
+    img = [png(tmp_path / f"{i}.png") for i in range(4)]
+    assert np.array_equal(img[0], img[1])
+    assert not np.array_equal(img[0], img[2]) and not np.array_equal(img[0], img[3])
+    fails("grid", files["progan"], "--noise-mode", "random", match="applies to models with noise")
+
+
+def test_classes_one_row_per_class(files, tmp_path):
+    """Row k of the class grid is what grid --class k draws for the same seeds."""
+    m = files["conditional"]
+    ok("classes", m, "--classes", "2,0", "--seeds", "0-2", "--out", tmp_path / "c.png")
+    ok("grid", m, "--seeds", "0-2", "--class", "2", "--columns", 3, "--out", tmp_path / "g.png")
+    rows = cells(png(tmp_path / "c.png"), 2, 3)
+    assert np.array_equal(rows[0], cells(png(tmp_path / "g.png"), 1, 3)[0])
+    assert not np.array_equal(rows[0], rows[1])
+    ok("classes", m, "--seeds", "0", "--out", tmp_path / "all.png")
+    assert png(tmp_path / "all.png").shape == (3 * 33 + 1, 34)
+    fails("classes", files["stylegan2"], match="classes applies to class-conditional models")
+    fails("classes", m, "--classes", "5", match="classes must be in [0, 3)")
+    fails("grid", files["stylegan2"], "--class", "1", match="--class applies to class-conditional")
+
+
+def test_truncation_applies_only_to_models_with_the_trick(files):
+    fails("truncation", files["progan"], match="truncation applies to models with a truncation "
+          "trick (biggan, stylegan2)")
+    fails("grid", files["progan"], "--truncation", "0.5", match="--truncation applies")
+
+
+def test_truncation_curve(files, folder_data, tmp_path):
+    """The curve writes one CSV row per value, a PNG plot and the protocol of its metrics."""
+    ok("truncation", files["stylegan2"], "--curve", "--curve-values", "1,0.5,0", "--data",
+       folder_data, "--num-images", 24, "--out", tmp_path, "--seeds", "0-1")
+    lines = (tmp_path / "truncation-curve.csv").read_text().splitlines()
+    assert lines[0] == "truncation,fid,precision,recall"
+    rows = [list(map(float, line.split(","))) for line in lines[1:]]
+    assert [r[0] for r in rows] == [1.0, 0.5, 0.0]
+    assert all(r[1] >= 0 and 0 <= r[2] <= 1 and 0 <= r[3] <= 1 for r in rows)
+    assert rows[2][3] <= 1 / 24 + 1e-9  # ψ = 0: one image, so at most one real is recalled
+    report = json.loads((tmp_path / "truncation-curve.json").read_text())
+    assert report["protocol"]["extractor"] == "fashion"
+    assert report["protocol"]["num_images"] == 24 and report["protocol"]["split"] == "train"
+    assert Image.open(tmp_path / "truncation-curve.png").size[0] > 500
+
+
+@pytest.mark.parametrize("path, frames", [("slerp", 2 * 4 + 1), ("lerp-w", 2 * 4 + 1),
+                                          ("walk", 12)])
+def test_interpolate_writes_a_video_through_the_keys(files, tmp_path, path, frames):
+    """The video has the path's frames, and its first key frame is the first seed's image."""
+    out = tmp_path / "v.gif"
+    ok("interpolate", files["stylegan2"], "--path", path, "--seeds", "0,1,2", "--frames", 4,
+       "--no-loop", "--seconds", 1, "--fps", 12, "--sigma", 0.25, "--scale", 1, "--out", out)
+    video = Image.open(out)
+    assert video.n_frames == frames
+    if path != "walk":
+        ok("grid", files["stylegan2"], "--seeds", "0", "--out", tmp_path / "s.png")
+        first = np.asarray(video.convert("L"))
+        assert np.abs(first.astype(int) - cells(png(tmp_path / "s.png"), 1, 1)[0, 0]).max() <= 1
+
+
+def test_interpolate_on_other_models(files, tmp_path):
+    ok("interpolate", files["progan"], "--seeds", "0,1", "--frames", 3, "--scale", 2,
+       "--out", tmp_path / "p.gif")
+    assert Image.open(tmp_path / "p.gif").size == (64, 64)
+    fails("interpolate", files["progan"], "--path", "lerp-w", match="--path lerp-w applies to "
+          "style-based generators with a mapping network (stylegan2)")
+    fails("interpolate", files["stylegan2"], "--seeds", "3", match="needs at least two seeds")
+
+
+def test_mix_grid_layout(files, tmp_path):
+    """Top row: column sources; left column: row sources; with every layer from B a cell is B's image, with none it is A's."""
+    m = files["stylegan2"]
+    ok("mix", m, "--rows", "0,1", "--columns", "2-4", "--layers", "0-7", "--out", tmp_path / "all.png")
+    ok("grid", m, "--seeds", "0-4", "--columns", 5, "--out", tmp_path / "src.png")
+    grid, src = cells(png(tmp_path / "all.png"), 3, 4), cells(png(tmp_path / "src.png"), 1, 5)[0]
+    assert (grid[0, 0] == 255).all()
+    assert np.array_equal(grid[0, 1:], src[2:]) and np.array_equal(grid[1:, 0], src[:2])
+    assert all(np.array_equal(grid[r, c + 1], src[2 + c]) for r in (1, 2) for c in range(3))
+    ok("mix", m, "--rows", "0,1", "--columns", "2-4", "--layers", "coarse", "--out", tmp_path / "c.png")
+    coarse = cells(png(tmp_path / "c.png"), 3, 4)
+    assert not np.array_equal(coarse[1, 1], src[0]) and not np.array_equal(coarse[1, 1], src[2])
+    fails("mix", m, "--layers", "fine", match="selects no styles of this 32×32 model")
+    fails("mix", files["progan"], match="mix applies to style-based generators")
+
+
+def test_project_writes_latents_reconstruction_and_video(files, folder_data, tmp_path):
+    out = tmp_path / "proj"
+    ok("project", files["stylegan2"], folder_data / "00.png", "--seeds", "3", "--steps", 12,
+       "--w-samples", 200, "--space", "w+", "--out", out)
+    with safe_open(str(out / "projected.safetensors"), "pt") as f:
+        ws, distance = f.get_tensor("ws"), f.get_tensor("distance")
+        assert json.loads(f.metadata()["targets"]) == [str(folder_data / "00.png"), "seed 3"]
+        noise = [k for k in f.keys() if k.startswith("noise.")]
+    assert ws.shape == (2, 8, 16) and distance.shape == (2,) and len(noise) == 7
+    assert png(out / "projection.png").shape == (2 * 33 + 1, 2 * 33 + 1)
+    assert Image.open(out / "projection.gif").n_frames > 2
+    fails("project", files["progan"], "--seeds", "0", match="project applies to style-based")
+    fails("project", files["stylegan2"], match="nothing to project")
+
+
+def test_project_detect_calls_generated_and_real(files, folder_data, tmp_path):
+    """--detect projects calibration images, sets a threshold between them and labels every target."""
+    out = tmp_path / "det"
+    ok("project", files["stylegan2"], "--seeds", "5,6", "--data", folder_data, "--indices",
+       "0,1", "--steps", 60, "--w-samples", 500, "--detect", "--calibrate", 2, "--out", out)
+    report = json.loads((out / "detection.json").read_text())
+    verdicts = [t["verdict"] for t in report["targets"]]
+    assert [t["target"] for t in report["targets"]][2:] == ["seed 5", "seed 6"]
+    assert verdicts == ["real", "real", "generated", "generated"], report
+    cal = report["calibration"]
+    assert max(cal["generated"]) <= report["threshold"] < min(cal["real"])
+    ok("project", files["stylegan2"], "--seeds", "5", "--steps", 5, "--w-samples", 100,
+       "--detect", "--threshold", "1e9", "--out", out)
+    assert json.loads((out / "detection.json").read_text())["targets"][0]["verdict"] == "generated"
+
+
+def test_score_writes_metrics_with_protocol(files, folder_data, tmp_path):
+    out = tmp_path / "s.json"
+    result = ok("score", files["stylegan2"], "--metrics", "fid,pr,swd", "--data", folder_data,
+                "--num-images", 24, "--out", out)
+    report = json.loads(out.read_text())
+    by_name = {r["metric"]: r for r in report["results"]}
+    assert set(by_name) == {"fid", "pr", "swd"}
+    assert by_name["fid"]["extractor"] == "fashion" and by_name["swd"]["extractor"] == "pixels"
+    assert by_name["fid"]["num_images"] == 24 and by_name["fid"]["value"] > 0
+    assert set(by_name["pr"]["value"]) == {"precision", "recall"}
+    assert "fid" in result.output and "fashion" in result.output
+    fails("score", files["stylegan2"], "--metrics", "fidd", "--data", folder_data,
+          "--num-images", 4, match="unknown metrics")
+
+
+def test_errors_name_the_problem(files, tmp_path):
+    fails("grid", files["stylegan2"], "--seeds", "a-b", match="seeds look like 0-63")
+    fails("grid", tmp_path / "missing.safetensors", match="missing.safetensors")
+
+
+@pytest.mark.skipif(not BIGGAN, reason="nanogan/biggan.py has not landed yet")
+def test_biggan_classes_and_threshold_rows(files, folder_data, tmp_path):
+    """BigGAN: a row per class, and threshold rows (Fig. 2a) whose variety across seeds shrinks with the threshold."""
+    m = files["biggan"]
+    ok("classes", m, "--classes", "3,1", "--seeds", "0-2", "--out", tmp_path / "c.png")
+    ok("grid", m, "--seeds", "0-2", "--class", "1", "--columns", 3, "--out", tmp_path / "g.png")
+    assert np.array_equal(cells(png(tmp_path / "c.png"), 2, 3)[1],
+                          cells(png(tmp_path / "g.png"), 1, 3)[0])
+    ok("truncation", m, "--seeds", "0-5", "--class", "2", "--out", tmp_path)
+    rows = cells(png(tmp_path / "truncation.png"), 5, 6).astype(float)  # τ = 2, 1.5, 1, 0.5, 0.04
+    spread = rows.std(axis=1).mean(axis=(1, 2))
+    assert spread[-1] < 0.25 * spread[0], spread
+    ok("truncation", m, "--curve", "--curve-values", "2,0.5", "--data", folder_data,
+       "--num-images", 24, "--out", tmp_path, "--seeds", "0")
+    assert len((tmp_path / "truncation-curve.csv").read_text().splitlines()) == 3
+    ok("interpolate", m, "--seeds", "0,1", "--frames", 2, "--out", tmp_path / "v.gif")
+    fails("mix", m, match="mix applies to style-based generators")
+    fails("interpolate", m, "--path", "walk", "--truncation", "0.5", match="BigGAN's threshold")
