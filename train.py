@@ -151,10 +151,10 @@ def build_recipe(module, cfg, accelerator: Accelerator, *, seed: int = 0, state=
 
 @app.command()
 def main(
-    model: Optional[str] = typer.Option(None, help="stylegan2 | progan | biggan [default: stylegan2]"),
+    model: Optional[str] = typer.Option(None, help="stylegan2 | progan | biggan \\[default: stylegan2]"),
     preset: str = typer.Option("tiny", help="Named configuration in the model file."),
     data: Optional[str] = typer.Option(None, help="fashion-mnist (default), an image folder, a .zip, or a CIFAR-10 folder."),
-    out: Optional[Path] = typer.Option(None, help="Run folder [default: runs/MODEL-PRESET, numbered if taken]."),
+    out: Optional[Path] = typer.Option(None, help="Run folder \\[default: runs/MODEL-PRESET, numbered if taken]."),
     kimg: Optional[float] = typer.Option(None, help="Train until this many thousand real images were shown to D."),
     batch_size: Optional[int] = typer.Option(None, help="Global batch size (split over processes)."),
     resolution: Optional[int] = typer.Option(None, help="Power-of-two image size."),

@@ -17,6 +17,7 @@ import importlib.util
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -78,10 +79,17 @@ def _worker(model: str, folder: str) -> None:
     accelerator.wait_for_everyone()
 
 
+def free_port() -> int:
+    """A TCP port nobody listens on now, so that concurrent test runs do not collide."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def launch(function, args: tuple, num_processes: int = 2) -> None:
     """accelerate.debug_launcher with fresh (spawned) processes: CPU, gloo on loopback."""
     with tempfile.TemporaryDirectory() as folder, patch_environment(
-            world_size=num_processes, master_addr="127.0.0.1", master_port="29511",
+            world_size=num_processes, master_addr="127.0.0.1", master_port=str(free_port()),
             accelerate_mixed_precision="no",
             accelerate_debug_rdv_file=os.path.join(folder, "rendezvous"),
             accelerate_use_cpu="yes", gloo_socket_ifname="lo"):
@@ -131,7 +139,7 @@ def test_torchrun_train_py_only_rank_zero_writes_and_matches_one_process(tmp_pat
     _make_folder(root)
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
     two, one = tmp_path / "two", tmp_path / "one"
-    cmd = ["torchrun", "--nproc_per_node", "2", "--master_port", "29517",
+    cmd = ["torchrun", "--nproc_per_node", "2", "--master_port", str(free_port()),
            str(ROOT / "train.py"), *run_args("progan", root, two, 0.048)]
     done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr

@@ -149,7 +149,8 @@ def test_property_sentences_are_the_test_docstrings(lesson):
 @pytest.mark.parametrize("lesson", LESSONS, ids=lesson_id)
 def test_links_resolve(lesson):
     """Every relative link in a lesson points to a file or folder that exists."""
-    for target in LINK.findall(lesson.read_text()):
+    prose = FENCE.sub("", lesson.read_text())  # `f(a)[i](x)` in code is not a link
+    for target in LINK.findall(prose):
         assert (lesson.parent / target).exists(), f"{lesson.name}: broken link {target}"
 
 
@@ -163,6 +164,16 @@ def test_examples_run(lesson, tmp_path, monkeypatch):
         if kind == "code" and lang == "python":
             line = lesson.read_text()[:start].count("\n") + 1
             exec(compile(code, f"{lesson.name}:{line}", "exec"), namespace)
+
+
+def test_every_module_names_a_lesson_that_exists():
+    """Each module's `Lesson:` line points to lesson files that exist."""
+    for module in sorted((ROOT / "nanogan").glob("*.py")):
+        doc = ast.get_docstring(ast.parse(module.read_text())) or ""
+        for line in doc.splitlines():
+            if line.startswith("Lesson:"):
+                for target in re.findall(r"lessons/\S+?\.md", line):
+                    assert (ROOT / target).is_file(), f"{module.name}: {target} does not exist"
 
 
 if __name__ == "__main__":
