@@ -8,14 +8,17 @@ Appendix B, Fig. 15(b): one shared class embedding, linearly projected to each l
 biases, "the bias projections are zero-centered, while the gain projections are one-centered",
 and with hierarchical latents a chunk of z concatenated to it.
 
-    x̂ = (x − μ_B) / √(σ²_B + ε)                         (μ_B, σ²_B over b, h, w; ε = 1e-4 in BigGAN)
+    x̂ = (x − μ_B) / √(σ²_B + ε)                  (μ_B, σ²_B over b, h, w; ε = 1e-4 in BigGAN)
     y = x̂ ⊙ (1 + W_γ c) + W_β c,       c = [e(class) ‖ z_ℓ]
 
 The normalization is an inner `nn.BatchNorm2d(affine=False)` submodule, so that
-`nn.SyncBatchNorm.convert_sync_batchnorm` swaps it for a cross-process one (BigGAN's
-"cross-replica BatchNorm", Appendix C) while this module and its projections stay as they are.
-The projections are bias-free: W c alone is "zero-centred" in c. BigGAN passes spectrally
-normalized linears (`linear=`); any (in, out, bias=False) constructor works.
+`sync_batchnorm` can swap it for a cross-process one (BigGAN's "cross-replica BatchNorm",
+Appendix C: statistics of the global batch, not of each device's share) while this module and
+its projections stay as they are. On GPUs that is torch's `nn.SyncBatchNorm`; torch refuses CPU
+tensors there, so on CPUs (gloo) `CrossReplicaBatchNorm2d` all-reduces Σx and Σx² instead, with
+a differentiable all-reduce so that the backward pass sums over processes too. The projections
+are bias-free: W c alone is "zero-centred" in c. BigGAN passes spectrally normalized linears
+(`linear=`); any (in, out, bias=False) constructor works.
 
 Shapes: x (b, c, h, w), cond (b, k) -> (b, c, h, w).
 Lesson: lessons/22_conditional_bn.md
@@ -26,8 +29,10 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
+import torch.distributed as dist
 from einops import rearrange
 from torch import nn
+from torch.distributed.nn.functional import all_reduce as differentiable_all_reduce
 
 
 def scale_and_shift(x_hat: torch.Tensor, gain: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
@@ -56,3 +61,54 @@ class ConditionalBatchNorm2d(nn.Module):
             raise ValueError(f"expected cond of shape ({x.shape[0]}, {self.cond_dim}), got "
                              f"{tuple(cond.shape)}")
         return scale_and_shift(self.bn(x), 1 + self.to_gain(cond), self.to_bias(cond))
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+class CrossReplicaBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm2d normalizing with the statistics of the batch over all processes (any backend)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.training and _distributed()):
+            return super().forward(x)
+        # Sums of (x − K) and (x − K)² about K = the running mean (equal on every rank) keep the
+        # one-pass variance E[(x − K)²] − E[x − K]² well conditioned; the sums are in fp32.
+        tracked = self.running_mean is not None
+        shift = self.running_mean.view(1, -1, 1, 1) if tracked else torch.zeros(())
+        xs = x.float() - shift
+        count = xs.new_full((1,), xs.numel() / xs.shape[1])
+        local = torch.cat([xs.sum((0, 2, 3)), xs.square().sum((0, 2, 3)), count])
+        sums = differentiable_all_reduce(local)  # its backward all-reduces the gradients
+        c, n = x.shape[1], sums[-1]
+        mean = sums[:c] / n  # of x − K
+        var = (sums[c : 2 * c] / n - mean.square()).clamp_min(0)
+        if tracked:
+            with torch.no_grad():
+                self.num_batches_tracked += 1
+                factor = (1 / self.num_batches_tracked.item() if self.momentum is None
+                          else self.momentum)  # None: a cumulative average, as in BatchNorm2d
+                self.running_var.lerp_(var * n / (n - 1).clamp_min(1), factor)
+                self.running_mean.add_(mean, alpha=factor)  # K + factor·(mean − K) about K
+        y = (xs - mean.view(1, -1, 1, 1)) * torch.rsqrt(var + self.eps).view(1, -1, 1, 1)
+        if self.affine:
+            y = y * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
+        return y.to(x.dtype)
+
+
+def sync_batchnorm(module: nn.Module, device: torch.device | str = "cpu") -> nn.Module:
+    """Every BatchNorm2d of `module` swapped for a cross-process one: nn.SyncBatchNorm on
+    accelerators, CrossReplicaBatchNorm2d on CPUs. Names, parameters and buffers are kept."""
+    if torch.device(device).type != "cpu":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    for name, child in module.named_children():
+        if type(child) is nn.BatchNorm2d:
+            synced = CrossReplicaBatchNorm2d(child.num_features, child.eps, child.momentum,
+                                             child.affine, child.track_running_stats)
+            synced.load_state_dict(child.state_dict())
+            synced.train(child.training)
+            setattr(module, name, synced.to(next(child.parameters(), child.running_mean).device))
+        else:
+            sync_batchnorm(child, device)
+    return module

@@ -17,8 +17,9 @@ The o×o Gram matrix WWᵀ is large for G's first layer (o = 4·4·16·ch = 2457
 
     ‖WWᵀ ⊙ (1 − I)‖²_F = ‖WᵀW‖²_F − Σ_i ‖w_i‖⁴,    ∂/∂W = 4 (WWᵀ ⊙ (1 − I)) W = 4 (W WᵀW − r ⊙ W)
 
-with r_i = ‖w_i‖². `add_orthogonal_gradient_` adds that gradient to `.grad` after backward (no
-graph, as BigGAN's code does); `orthogonal_penalty` returns R_β for the loss instead.
+with r_i = ‖w_i‖². `add_orthogonal_gradient_` adds that gradient to `.grad` after backward, with
+no graph, as the authors' BigGAN-PyTorch does (which adds 2(WWᵀ ⊙ (1 − I))W, i.e. uses β/2; we
+keep Eq. 3's exact gradient); `orthogonal_penalty` returns R_β for adding to the loss.
 
 Shapes: a weight (o, ...) viewed as W (o, n).
 Lesson: lessons/24_orthogonal_reg.md
@@ -44,7 +45,7 @@ def orthogonal_init_(module: nn.Module, generator: torch.Generator | None = None
 
 
 def off_diagonal_gram(W: torch.Tensor) -> torch.Tensor:
-    """‖WWᵀ ⊙ (1 − I)‖²_F = Σ_{i≠j} (w_i·w_j)² for the rows w_i of W (o, n), via the smaller Gram."""
+    """‖WWᵀ ⊙ (1 − I)‖²_F = Σ_{i≠j} (w_i·w_j)², w_i the rows of W (o, n), via the smaller Gram."""
     W = W.flatten(1)
     row_norms = W.square().sum(1)
     gram = W @ W.t() if W.shape[0] <= W.shape[1] else W.t() @ W
@@ -62,7 +63,8 @@ def off_diagonal_gram_gradient(W: torch.Tensor) -> torch.Tensor:
     return (4 * grad).view_as(W)
 
 
-def regularized(module: nn.Module, exclude: tuple[str, ...] = ("shared",)) -> dict[str, nn.Parameter]:
+def regularized(module: nn.Module,
+                exclude: tuple[str, ...] = ("shared",)) -> dict[str, nn.Parameter]:
     """The parameters R_β covers: ≥ 2 dims, no dotted part of the name in `exclude`."""
     return {name: p for name, p in module.named_parameters()
             if p.ndim >= 2 and not set(name.split(".")) & set(exclude)}

@@ -72,12 +72,15 @@ class SpectralNormMixin:
 
     def normalized_weight(self) -> torch.Tensor:
         """W / σ; in training mode one power iteration first updates u and v in place."""
-        if self.training:
-            u, v = power_iteration(self.weight.flatten(1), self.u, self.sn_iterations, self.sn_eps)
-            self.u.copy_(u)
-            self.v.copy_(v)
-        # Clones: a second forward before backward (D on reals, then fakes) rewrites the buffers.
-        return spectral_normalize(self.weight, self.u.clone(), self.v.clone())[0]
+        # In the weight's precision even under autocast: a bf16 σ would be off by up to 0.4%.
+        with torch.autocast(self.weight.device.type, enabled=False):
+            if self.training:
+                u, v = power_iteration(self.weight.flatten(1), self.u, self.sn_iterations,
+                                       self.sn_eps)
+                self.u.copy_(u)
+                self.v.copy_(v)
+            # Clones: a second forward before backward (D on reals, then fakes) rewrites u, v.
+            return spectral_normalize(self.weight, self.u.clone(), self.v.clone())[0]
 
     @property
     def sigma(self) -> torch.Tensor:

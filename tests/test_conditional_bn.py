@@ -2,15 +2,19 @@
 and torch's F.batch_norm."""
 
 import functools
+import os
 
 import pytest
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
 from hypothesis import given
 from hypothesis import strategies as st
 from strategies import generator, seeds
 
-from nanogan.conditional_bn import ConditionalBatchNorm2d, scale_and_shift
+from nanogan.conditional_bn import (ConditionalBatchNorm2d, CrossReplicaBatchNorm2d,
+                                    scale_and_shift, sync_batchnorm)
 from nanogan.spectral_norm import SNLinear
 
 shapes = st.tuples(st.integers(2, 4), st.integers(1, 5), st.integers(1, 3), st.integers(1, 3))
@@ -94,21 +98,79 @@ def test_eval_output_of_a_sample_depends_only_on_that_sample(seed, shape, k):
     torch.testing.assert_close(layer(x[:1], cond[:1]), whole[:1])
 
 
-def test_converts_to_sync_batchnorm():
-    """convert_sync_batchnorm swaps only the inner BatchNorm; names, state and (single-process) outputs stay."""
+def small_model():
     torch.manual_seed(0)
     sn_linear = functools.partial(SNLinear, eps=1e-4)
-    model = torch.nn.ModuleList([ConditionalBatchNorm2d(3, 2, eps=1e-4, linear=sn_linear)])
-    x, cond = torch.randn(4, 3, 2, 2, generator=generator(1)), torch.randn(4, 2, generator=generator(2))
-    before = model[0](x, cond)
-    keys = list(model.state_dict())
-    synced = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return torch.nn.ModuleList([ConditionalBatchNorm2d(3, 2, eps=1e-4, linear=sn_linear),
+                                torch.nn.BatchNorm2d(3, eps=1e-4)])
+
+
+@pytest.mark.parametrize("device, kind", [("cuda", torch.nn.SyncBatchNorm),
+                                          ("cpu", CrossReplicaBatchNorm2d)])
+def test_sync_batchnorm_swaps_only_the_inner_batchnorm(device, kind):
+    """sync_batchnorm replaces each BatchNorm2d (the conditional layer's inner one too) and keeps names, state and single-process outputs."""
+    model, reference_model = small_model(), small_model()
+    g = generator(1)
+    x, cond = torch.randn(4, 3, 2, 2, generator=g), torch.randn(4, 2, generator=g)
+    reference_model[0](x, cond)  # one step of running statistics
+    model.load_state_dict(reference_model.state_dict())
+    synced = sync_batchnorm(model, device)
     assert isinstance(synced[0], ConditionalBatchNorm2d)
-    assert isinstance(synced[0].bn, torch.nn.SyncBatchNorm)
-    assert list(synced.state_dict()) == keys
-    synced.eval(), model.eval()
-    torch.testing.assert_close(synced[0](x, cond), model[0](x, cond))
-    assert before.shape == x.shape
+    assert type(synced[0].bn) is kind and type(synced[1]) is kind
+    assert list(synced.state_dict()) == list(reference_model.state_dict())
+    for a, b in zip(synced.state_dict().values(), reference_model.state_dict().values()):
+        assert torch.equal(a, b)
+    if kind is CrossReplicaBatchNorm2d:  # without a process group it is BatchNorm2d
+        torch.testing.assert_close(synced[0](x, cond), reference_model[0](x, cond))
+    synced.eval(), reference_model.eval()
+    torch.testing.assert_close(synced[0](x, cond), reference_model[0](x, cond))
+
+
+def _halves_worker(rank: int, folder: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{folder}/rendezvous", rank=rank,
+                            world_size=2)
+    inputs = load_file(os.path.join(folder, "inputs.safetensors"))
+    model = sync_batchnorm(small_model())
+    model.load_state_dict(load_file(os.path.join(folder, "state.safetensors")))
+    x = inputs["x"].chunk(2)[rank].clone().requires_grad_()
+    cond, weights = inputs["cond"].chunk(2)[rank], inputs["weights"].chunk(2)[rank]
+    y = model[1](model[0](x, cond))
+    (y * weights).sum().backward()
+    grads = torch.cat([p.grad.flatten() for p in model.parameters()])
+    dist.all_reduce(grads)  # the whole batch's loss is the sum of the two halves'
+    out = {"y": y.detach(), "x_grad": x.grad, "param_grads": grads,
+           **{k: v for k, v in model.state_dict().items() if "running" in k}}
+    save_file({k: v.contiguous() for k, v in out.items()},
+              os.path.join(folder, f"rank{rank}.safetensors"))
+    dist.destroy_process_group()
+
+
+@pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
+                    reason="torch.distributed with gloo is not available")
+def test_two_processes_normalize_with_the_whole_batch(tmp_path):
+    """Two processes with half a batch each get the outputs, gradients and running statistics of one process with the whole batch."""
+    g = generator(7)
+    inputs = {"x": torch.randn(8, 3, 2, 2, generator=g) * 2 + 1,
+              "cond": torch.randn(8, 2, generator=g),
+              "weights": torch.randn(8, 3, 2, 2, generator=g)}
+    save_file(inputs, str(tmp_path / "inputs.safetensors"))
+    whole = small_model()
+    save_file(whole.state_dict(), str(tmp_path / "state.safetensors"))
+    torch.multiprocessing.start_processes(_halves_worker, args=(str(tmp_path),), nprocs=2,
+                                          start_method="fork")
+    ranks = [load_file(str(tmp_path / f"rank{r}.safetensors")) for r in range(2)]
+    x = inputs["x"].clone().requires_grad_()
+    y = whole[1](whole[0](x, inputs["cond"]))
+    (y * inputs["weights"]).sum().backward()
+    torch.testing.assert_close(torch.cat([r["y"] for r in ranks]), y.detach())
+    torch.testing.assert_close(torch.cat([r["x_grad"] for r in ranks]), x.grad)
+    expected = torch.cat([p.grad.flatten() for p in whole.parameters()])
+    for r in ranks:
+        torch.testing.assert_close(r["param_grads"], expected)
+        for k, v in whole.state_dict().items():
+            if "running" in k:
+                torch.testing.assert_close(r[k], v, msg=k)
 
 
 def test_gradcheck():

@@ -193,10 +193,27 @@ def test_reset_after_reinitialization():
             m.weight.copy_(with_spectrum(*m.weight.shape, seed=i))
     reset_power_iterations_(model, iterations=60)
     for m in model:
-        torch.testing.assert_close(m.sigma, torch.linalg.matrix_norm(m.weight, 2), rtol=1e-9, atol=0)
+        exact = torch.linalg.matrix_norm(m.weight, 2)
+        torch.testing.assert_close(m.sigma, exact, rtol=1e-9, atol=0)
 
 
 @pytest.mark.parametrize("kwargs", [dict(eps=0.0), dict(iterations=0)])
 def test_rejects_bad_arguments(kwargs):
     with pytest.raises(ValueError, match="eps > 0 and iterations >= 1"):
         SNLinear(2, 2, **kwargs)
+
+
+def test_power_iteration_stays_in_fp32_under_autocast():
+    """Under bf16 autocast u, v and σ are computed exactly as without it, in the weight's fp32."""
+    torch.manual_seed(0)
+    plain = SNConv2d(3, 4, 3, padding=1)
+    mixed = SNConv2d(3, 4, 3, padding=1)
+    mixed.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 3, 4, 4, generator=generator(6))
+    plain(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = mixed(x)
+    assert y.dtype == torch.bfloat16 and mixed.u.dtype == torch.float32
+    assert torch.equal(mixed.u, plain.u) and torch.equal(mixed.v, plain.v)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(mixed.normalized_weight(), plain.normalized_weight())
