@@ -38,9 +38,12 @@ def reference(x, cond, W_gain, W_bias, eps):
 
 
 def layer_and_inputs(seed, shape, k, eps, dtype=torch.float64):
-    torch.manual_seed(seed % 2**31)
-    layer = ConditionalBatchNorm2d(shape[1], k, eps=eps).to(dtype)
+    with torch.random.fork_rng(devices=[]):
+        layer = ConditionalBatchNorm2d(shape[1], k, eps=eps).to(dtype)
     g = generator(seed)
+    with torch.no_grad():  # the projections from the generator too
+        for linear in (layer.to_gain, layer.to_bias):
+            linear.weight.copy_(torch.randn(linear.weight.shape, generator=g, dtype=dtype))
     x = torch.randn(shape, generator=g, dtype=dtype) * 3 + 1
     cond = torch.randn(shape[0], k, generator=g, dtype=dtype)
     return layer, x, cond

@@ -5,6 +5,7 @@ import importlib
 
 import pytest
 import torch
+import torch.nn.functional as F
 from hypothesis import example, given
 from hypothesis import strategies as st
 from strategies import generator, seeds
@@ -39,17 +40,21 @@ def with_spectrum(o, n, seed, gap=1.5):
 
 
 def make(kind, o, n, seed, **kwargs):
-    torch.manual_seed(seed % 2**31)  # layer construction draws u; outside the generator-fed data
-    if kind == "conv":
-        layer = SNConv2d(n, o, 3, padding=1, **kwargs)
-    elif kind == "linear":
-        layer = SNLinear(n, o, **kwargs)
-    else:
-        layer = SNEmbedding(o, n, **kwargs)
+    """A float64 SN layer whose W and starting u come from the generator seeded by `seed`."""
+    with torch.random.fork_rng(devices=[]):  # construction's own draws are overwritten below
+        if kind == "conv":
+            layer = SNConv2d(n, o, 3, padding=1, **kwargs)
+        elif kind == "linear":
+            layer = SNLinear(n, o, **kwargs)
+        else:
+            layer = SNEmbedding(o, n, **kwargs)
     layer = layer.double()
+    g = generator(seed)
     with torch.no_grad():
-        layer.weight.copy_(torch.randn(layer.weight.shape, generator=generator(seed),
-                                       dtype=torch.float64))
+        layer.weight.copy_(torch.randn(layer.weight.shape, generator=g, dtype=torch.float64))
+        layer.u.copy_(F.normalize(torch.randn(o, generator=g, dtype=torch.float64), dim=0))
+        if getattr(layer, "bias", None) is not None:
+            layer.bias.copy_(torch.randn(o, generator=g, dtype=torch.float64))
     return layer
 
 
