@@ -403,5 +403,7 @@ if __name__ == "__main__":
         app()
     except (config.ConfigError, checkpoint.CheckpointError, DataError,
             DatasetNotFoundError) as err:
-        console.print(f"[red]error:[/] {err}")
+        hint = " (train.py: --skip-bad)" if "skip_bad=True" in str(err) else ""
+        console.print("[red]error:[/]", end=" ")
+        console.print(f"{err}{hint}", markup=False, highlight=False)  # paths may hold [brackets]
         sys.exit(2)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import shutil
 import signal
 import subprocess
 import sys
@@ -210,3 +211,18 @@ def test_an_existing_run_is_not_overwritten(folder, env, tmp_path):
     train(run_args("progan", folder, out, 0.016), env)
     done = train(run_args("progan", folder, out, 0.016), env, check=False)
     assert done.returncode == 2 and "--resume" in done.stdout + done.stderr
+
+
+def test_a_corrupt_image_is_named_or_skipped_and_counted(folder, env, tmp_path):
+    """A corrupt image stops the run before training, naming the file; --skip-bad skips and counts it."""
+    bad = tmp_path / "data"
+    shutil.copytree(folder, bad)
+    (bad / "a" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    done = train(run_args("progan", bad, tmp_path / "run", 0.016), env, check=False)
+    assert done.returncode == 2
+    message = " ".join(done.stdout.split())
+    assert str(bad / "a" / "broken.png") in message and "--skip-bad" in message
+    assert not (tmp_path / "run").exists()
+    done = train(run_args("progan", bad, tmp_path / "run", 0.016, "--skip-bad"), env)
+    assert "skipped 1 unreadable images" in " ".join(done.stdout.split())
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["skipped"] == 1
