@@ -15,7 +15,9 @@ G step, EMA 0.9999, ε = 1e-4 in BN and SN; C.1 standing statistics).
 
 The z sizes 120 / 140 / 128 at 128² / 256² / 512² (20, 20, 16 per chunk) are those of the
 authors' released generators; the transcriptions of Tables 4–6 we have say 128 everywhere, which
-does not split into 6 or 7 equal chunks. Adam's ε is not in the paper: we keep 1e-8.
+does not split into 6 or 7 equal chunks. Adam's ε is not in the paper: we keep 1e-8. G's layers
+that feed a BatchNorm have no bias (BN subtracts it; see Generator). Cross-replica BN is torch's
+SyncBatchNorm on GPUs and conditional_bn.CrossReplicaBatchNorm2d on CPUs (gloo).
 
 Shapes: z (b, z), y (b,) -> images (b, c, r, r) -> logits (b,).
 Lesson: lessons/25_biggan.md
@@ -178,7 +180,9 @@ class Generator(nn.Module):
         self.chunk = cfg.z_dim // (cfg.num_blocks + 1)
         self.shared = nn.Embedding(cfg.num_classes, cfg.shared_dim)  # §3: one for all layers
         # Biases that feed a BatchNorm are dropped (here and in the blocks): BN removes them, so
-        # their gradient is rounding noise, which Adam with β₁ = 0 turns into ±lr steps.
+        # their gradient is rounding noise, which Adam with β₁ = 0 turns into ±lr steps. (The
+        # block before the non-local block reaches BN through it, where a constant is not quite
+        # inert; that one bias per channel is dropped too.)
         self.dense = SNLinear(self.chunk, widths[0] * 16, bias=False, eps=cfg.sn_eps)
         self.blocks = nn.ModuleList(GBlock(i, o, cfg.shared_dim + self.chunk, cfg)
                                     for i, o in zip(widths, widths[1:]))
