@@ -63,7 +63,13 @@ def path_length_weight(resolution: int) -> float:
 
 
 class PathLengthPenalty(nn.Module):
-    """Holds a, the running mean of the lengths, and returns mean((lengths − a)²)."""
+    """Holds a, the running mean of the lengths, and returns mean((lengths − a)²).
+
+    `forward` updates a with this batch's mean length, then returns the penalty. Data-parallel
+    or accumulated training calls `update` once with the mean over the whole batch (every
+    process, every micro-batch) and `penalty` per micro-batch, so that a stays the same
+    everywhere and equals what one process with the whole batch computes.
+    """
 
     def __init__(self, decay: float = 0.01):
         super().__init__()
@@ -73,6 +79,14 @@ class PathLengthPenalty(nn.Module):
         self.register_buffer("mean", torch.zeros(()))
 
     def forward(self, lengths: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():  # a is a target, not a path for gradients
-            self.mean.lerp_(lengths.mean().to(self.mean.dtype), self.decay)
+        self.update(lengths.mean())
+        return self.penalty(lengths)
+
+    @torch.no_grad()  # a is a target, not a path for gradients
+    def update(self, batch_mean: torch.Tensor) -> None:
+        """a ← a + decay · (batch_mean − a)."""
+        self.mean.lerp_(batch_mean.to(self.mean.dtype), self.decay)
+
+    def penalty(self, lengths: torch.Tensor) -> torch.Tensor:
+        """mean((lengths − a)²) with the current a."""
         return (lengths - self.mean).square().mean()

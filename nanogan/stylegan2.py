@@ -39,7 +39,7 @@ from nanogan.ema import ema_beta, make_ema, update_ema
 from nanogan.equalized import EqualConv2d, EqualLinear, equalize
 from nanogan.lazy import is_due, lazy_adam_hyperparameters
 from nanogan.losses import logistic_d_loss, logistic_g_loss
-from nanogan.mapping import MappingNetwork
+from nanogan.mapping import MappingNetwork, track_average
 from nanogan.minibatch_std import minibatch_std
 from nanogan.mixing import draw_crossover, mix_styles
 from nanogan.modulation import ModulatedConv2d, ToRGB, resampled_conv2d
@@ -99,12 +99,17 @@ class Config:
 
 
 PRESETS = {
-    # 32×32 Fashion-MNIST on a CPU: 64 channels at every resolution, the paper's mapping.
+    # 32×32 Fashion-MNIST in about 30 CPU minutes: 64 channels at every resolution, the paper's
+    # mapping, batch and optimizer. γ = 0.1: R1 scales with D's input gradient, far smaller on
+    # 1×32² than on 3×1024² (StyleGAN2-ADA's heuristic 0.0002·r²/batch gives 0.006 for 32²; more
+    # keeps a short run calm). EMA: half-life 5% of the images seen (ADA's ramp-up), at most
+    # 5 kimg, instead of 10 kimg that suits a 25 000 kimg run.
     "tiny": Config(resolution=32, channels=1, channel_base=2048, channel_max=64,
-                   r1_gamma=0.1, ema_kimg=2.0, ema_rampup=0.05, kimg=40),
-    # Config F at 256² (the LSUN setting) and 1024² (FFHQ), batch 32.
-    "paper256": Config(resolution=256),
-    "paper1024": Config(resolution=1024),
+                   r1_gamma=0.1, ema_kimg=5.0, ema_rampup=0.05, kimg=120),
+    # Config F at 256² (LSUN Cat, 88M images, Table 3; Church and Horse used γ = 100) and 1024²
+    # (FFHQ, 25M images, Table 1; the paper also x-flips FFHQ), batch 32 on 8 GPUs.
+    "paper256": Config(resolution=256, kimg=88000),
+    "paper1024": Config(resolution=1024, kimg=25000),
 }
 
 
@@ -127,6 +132,9 @@ class SynthesisLayer(nn.Module):
 
 
 class Generator(nn.Module):
+    """Mapping network + skip synthesis network (Fig. 7b): const 4×4, two modulated convs per
+    resolution, and a tRGB at every resolution whose outputs are upsampled and summed."""
+
     def __init__(self, cfg: Config):
         super().__init__()
         self.cfg = cfg
@@ -190,6 +198,8 @@ class DownConv(nn.Module):
 
 
 class DBlock(nn.Module):
+    """Residual D block (Fig. 7c): (skip 1×1 ↓ + conv, conv ↓) / √2, the √2 of footnote 3."""
+
     def __init__(self, in_ch: int, out_ch: int):
         super().__init__()
         self.conv0 = EqualConv2d(in_ch, in_ch, 3)
@@ -203,6 +213,9 @@ class DBlock(nn.Module):
 
 
 class Discriminator(nn.Module):
+    """Residual discriminator (Fig. 7c): fRGB at the top only, one DBlock per resolution down to
+    4×4, then minibatch std, a 3×3 conv and two fully connected layers."""
+
     def __init__(self, cfg: Config):
         super().__init__()
         self.cfg, r = cfg, cfg.resolution
@@ -234,10 +247,16 @@ class Recipe(recipe.Recipe):
     """Non-saturating logistic loss; lazy R1 on D and lazy path length on G (§3.1, Appendix B)."""
 
     name = "stylegan2"
+    accumulates = True  # every phase goes through `optimize`; micro-batches train as one batch
 
     def build(self) -> None:
         cfg = self.cfg
         cfg.validate()
+        parts = self.world * self.accumulate
+        if (cfg.batch_size // cfg.pl_batch_shrink) % parts:
+            raise ConfigError(f"the path-length batch {cfg.batch_size // cfg.pl_batch_shrink} "
+                              f"must split into {self.world} processes × {self.accumulate} "
+                              f"micro-batches")
         self.G, self.D = Generator(cfg).to(self.device), Discriminator(cfg).to(self.device)
         self.G_ema = make_ema(self.G)
         # One Adam per network, shared by its main loss and its lazy regularizer (Appendix B).
@@ -271,69 +290,111 @@ class Recipe(recipe.Recipe):
                     mix_z=draws.normal(f"mix_z_{tag}", (batch, cfg.z_dim)),
                     crossover=draws.local(crossover.to(self.device)), noise=noise)
 
+    def micro_inputs(self, inputs: dict, i: int) -> dict:
+        """Micro-batch i of G's inputs, noise included."""
+        noise = inputs["noise"]
+        part = {k: self.micro(v, i) for k, v in inputs.items() if k != "noise"}
+        return part | {"noise": lambda layer, shape: self.micro(noise(layer, shape), i)}
+
     def r1(self, reals: torch.Tensor, labels) -> tuple[torch.Tensor, torch.Tensor]:
         """E ‖∇_x D(x)‖² on the reals (γ/2 is applied by the caller), and D's logits."""
         reals = reals.detach().requires_grad_(True)
         logits = self.D(reals, labels)
         return r1_penalty(logits, reals), logits
 
-    def path_lengths(self, inputs: dict, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def path_lengths(self, inputs: dict, y: torch.Tensor,
+                     G: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """‖J_wᵀ y‖ per sample, averaged over the layers (Eq. 4, Appendix B), and the images."""
-        images, ws = self.G(**inputs, return_ws=True)
+        images, ws = (G or self.G)(**inputs, return_ws=True)
         return path_lengths(images, ws, y), images
 
+    def track_w_avg(self, w_mean: torch.Tensor) -> None:
+        """w̄ ← lerp(w̄, mean w, 1 − β), with the mean over the whole batch on every process."""
+        mapping = recipe.unwrap(self.G).mapping
+        w_mean = self.mean_over_processes(w_mean)
+        mapping.w_avg.copy_(track_average(mapping.w_avg, w_mean[None], mapping.w_avg_beta))
+
     def train_step(self, reals: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
-        cfg, draws, batch = self.cfg, self.draws(), self.cfg.batch_size
+        cfg, draws, batch, n = self.cfg, self.draws(), self.cfg.batch_size, self.accumulate
         labels = labels if cfg.num_classes else None
-        stats = {}
+        stats: dict[str, torch.Tensor] = {}
+
+        def tally(name: str, value: torch.Tensor) -> None:  # means over the micro-batches
+            stats[name] = stats.get(name, 0) + value.detach().float() / n
 
         # D: logistic loss on reals and fakes.
         fake = self.inputs(draws, "D", batch)
-        with torch.no_grad():
-            fakes = self.G(**fake)
-        real_logits, fake_logits = self.D(reals, labels), self.D(fakes, fake["labels"])
-        loss_D = logistic_d_loss(real_logits, fake_logits)
-        self.opt_D.zero_grad(set_to_none=True)
-        self.backward(loss_D)
-        self.opt_D.step()
 
-        # D regularization: R1 every r1_interval steps, times the interval (§3.1).
+        def d_loss(i: int) -> torch.Tensor:
+            inputs = self.micro_inputs(fake, i)
+            with self.autocast():
+                with torch.no_grad():
+                    fakes = self.G(**inputs)
+                real_logits = self.D(self.micro(reals, i), self.micro(labels, i))
+                fake_logits = self.D(fakes, inputs["labels"])
+                loss = logistic_d_loss(real_logits, fake_logits)
+            tally("real", real_logits.mean())
+            tally("fake", fake_logits.mean())
+            return loss
+
+        stats["loss_D"] = self.optimize(self.opt_D, self.D, d_loss)
+
+        # D regularization: R1 every r1_interval steps, times the interval (§3.1), in fp32.
         if is_due(self.step, self.r1_interval):
-            stats["r1"], logits = self.r1(reals, labels)
-            loss = stats["r1"] * (cfg.r1_gamma / 2 * cfg.r1_interval) + 0 * logits.sum()
-            self.opt_D.zero_grad(set_to_none=True)
-            self.backward(loss)  # "+ 0 · logits" touches every parameter, as DDP requires
-            self.opt_D.step()
+            def r1_loss(i: int) -> torch.Tensor:
+                r1, logits = self.r1(self.micro(reals, i), self.micro(labels, i))
+                tally("r1", r1)  # "+ 0 · logits" touches every parameter, as DDP requires
+                return r1 * (cfg.r1_gamma / 2 * cfg.r1_interval) + 0 * logits.sum()
+
+            self.optimize(self.opt_D, self.D, r1_loss)
 
         # G: non-saturating loss through a frozen D; w̄ follows the batch's mean w.
         d = recipe.unwrap(self.D)
         recipe.set_requires_grad(d, False)
         fake = self.inputs(draws, "G", batch)
-        loss_G = logistic_g_loss(d(self.G(**fake, update_w_avg=True), fake["labels"]))
-        self.opt_G.zero_grad(set_to_none=True)
-        self.backward(loss_G)
-        self.opt_G.step()
+        w_sum = 0
+
+        def g_loss(i: int) -> torch.Tensor:
+            nonlocal w_sum
+            inputs = self.micro_inputs(fake, i)
+            with self.autocast():
+                images, ws = self.G(**inputs, return_ws=True)
+                loss = logistic_g_loss(d(images, inputs["labels"]))
+            w_sum = w_sum + ws[:, 0].detach().float().mean(0)  # layer 0 is never mixed
+            return loss
+
+        stats["loss_G"] = self.optimize(self.opt_G, self.G, g_loss)
         recipe.set_requires_grad(d, True)
+        self.track_w_avg(w_sum / n)
 
         # G regularization: path length every pl_interval steps on a smaller batch (§3.2).
         if is_due(self.step, self.pl_interval):
             pl_batch, r = batch // cfg.pl_batch_shrink, cfg.resolution
+            pl = self.inputs(draws, "PL", pl_batch)
             y = draws.normal("pl_y", (pl_batch, cfg.channels, r, r)) / r  # N(0, I)/√(H·W)
-            lengths, images = self.path_lengths(self.inputs(draws, "PL", pl_batch), y)
-            stats["pl"] = self.pl(lengths)  # updates a, then mean((lengths − a)²)
-            loss = stats["pl"] * (cfg.pl_weight * cfg.pl_interval) + 0 * images[:, 0, 0, 0].sum()
-            self.opt_G.zero_grad(set_to_none=True)
-            self.backward(loss)
-            self.opt_G.step()
-            stats["pl_mean"] = self.pl.mean.clone()
+            if n > 1:  # a needs the whole batch's mean before any part's penalty: a first pass
+                G = recipe.unwrap(self.G)
+                means = [self.path_lengths(self.micro_inputs(pl, i), self.micro(y, i), G)[0]
+                         .detach().mean() for i in range(n)]
+                self.pl.update(self.mean_over_processes(torch.stack(means).mean()))
+
+            def pl_loss(i: int) -> torch.Tensor:
+                lengths, images = self.path_lengths(self.micro_inputs(pl, i), self.micro(y, i))
+                if n == 1:
+                    self.pl.update(self.mean_over_processes(lengths.detach().mean()))
+                penalty = self.pl.penalty(lengths)  # mean((lengths − a)²), a just updated
+                tally("pl", penalty)
+                return (penalty * (cfg.pl_weight * cfg.pl_interval)
+                        + 0 * images[:, 0, 0, 0].sum())
+
+            self.optimize(self.opt_G, self.G, pl_loss)
+            stats["pl_mean"] = self.pl.mean.detach().clone().float()
 
         beta = ema_beta(batch, cfg.ema_kimg, images_seen=self.images_seen, rampup=cfg.ema_rampup)
         update_ema(self.G_ema, recipe.unwrap(self.G), beta)
         self.step += 1
         self.images_seen += batch
-        stats.update(loss_D=loss_D, loss_G=loss_G, real=real_logits.mean(),
-                     fake=fake_logits.mean())
-        return {k: v.detach().float() for k, v in stats.items()}
+        return stats
 
     def extra_state(self) -> dict:
         return {"pl_mean": self.pl.mean}

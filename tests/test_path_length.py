@@ -76,6 +76,20 @@ def test_running_mean_is_an_exponential_average(values, decay):
     assert out.item() == pytest.approx(((lengths - expected) ** 2).mean().item(), abs=1e-9)
 
 
+@given(seed=seeds, parts=st.integers(1, 4), decay=st.sampled_from([0.01, 0.5, 1.0]))
+def test_one_update_with_the_whole_batch_mean_matches_forward(seed, parts, decay):
+    """update(mean of all parts) then penalty(part) per part gives forward's a and the whole batch's penalty."""
+    lengths = torch.rand(4 * parts, generator=generator(seed), dtype=torch.float64) + 0.5
+    whole = PathLengthPenalty(decay).double()
+    expected = whole(lengths)
+    split = PathLengthPenalty(decay).double()
+    chunks = lengths.chunk(parts)
+    split.update(torch.stack([c.mean() for c in chunks]).mean())
+    penalty = torch.stack([split.penalty(c) for c in chunks]).mean()
+    torch.testing.assert_close(split.mean, whole.mean)
+    torch.testing.assert_close(penalty, expected)
+
+
 @pytest.mark.parametrize("resolution", [8, 16, 32, 64, 128, 256, 512, 1024])
 def test_paper_weight_equals_two_in_our_normalisation(resolution):
     """Eq. 5's γ_pl times r² (y/√(HW)) times num_ws = 2·log2 r − 2 (mean over layers) is the constant 2."""

@@ -371,6 +371,21 @@ def test_resume_is_exact(tmp_path):
     assert straight.pl.mean.item() > 0
 
 
+def test_micro_batches_train_as_one_batch():
+    """Two accumulated micro-batches of b/2 give the weights, w̄ and path-length mean of one batch of b."""
+    one, two = recipe(), stylegan2.Recipe(TINY, seed=0, accumulate=2)
+    two.G.load_state_dict(one.G.state_dict()), two.D.load_state_dict(one.D.state_dict())
+    two.G_ema.load_state_dict(one.G_ema.state_dict())
+    for step in range(5):  # R1 at steps 0 and 4, path length at 0, 2, 4
+        one.train_step(*batch(step))
+        two.train_step(*batch(step))
+    for name, a in [*one.G.state_dict().items(), *one.D.state_dict().items()]:
+        b = {**two.G.state_dict(), **two.D.state_dict()}[name]
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=name)
+    torch.testing.assert_close(one.pl.mean, two.pl.mean, rtol=1e-5, atol=1e-7)
+    assert one.pl.mean > 0 and one.G.mapping.w_avg.abs().sum() > 0
+
+
 def test_w_avg_travels_in_the_model_file(tmp_path):
     """w̄ is a buffer of G_ema: a model file written like train.py's restores it, and ψ = 0 with it."""
     r = recipe()
