@@ -36,8 +36,6 @@ from nanogan.recipe import unwrap
 
 ROOT = Path(__file__).resolve().parent.parent
 STEPS = 3
-PENDING = {"stylegan2": "w̄ and the path-length mean are still per-process running means",
-           "biggan": "BatchNorm is not yet synchronized across processes"}
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(),
                                 reason="torch.distributed is not available")
 
@@ -124,8 +122,6 @@ def test_parameters_stay_identical_across_ranks(two_processes):
 def test_two_halves_make_the_whole_batch_update(two_processes):
     """2 processes × batch b/2 give the weights of 1 process × batch b (BigGAN: with SyncBatchNorm)."""
     model, gathered = two_processes
-    if model in PENDING:
-        pytest.xfail(PENDING[model])
     single = _single_process(model)
     for name in ("G", "D", "G_ema", "G_buffers"):
         torch.testing.assert_close(gathered[name][0], single[name], rtol=1e-4, atol=1e-5,
