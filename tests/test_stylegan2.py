@@ -424,3 +424,5 @@ def test_validate_rejects_bad_batches():
         dataclasses.replace(TINY, batch_size=9, mbstd_group=3).validate()
     with pytest.raises(ConfigError, match="power of two"):
         dataclasses.replace(TINY, resolution=48).validate()
+    with pytest.raises(ConfigError, match="path-length batch 1 must split into 1 processes × 2"):
+        stylegan2.Recipe(dataclasses.replace(TINY, pl_batch_shrink=4), accumulate=2)
