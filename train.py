@@ -175,9 +175,12 @@ def main(
     on_nonfinite: OnNonFinite = typer.Option(OnNonFinite.stop, help="After a NaN/inf loss: stop, or roll back to the last checkpoint with a new seed."),
     log_every: int = typer.Option(20, help="Log losses and speed every this many steps."),
     workers: int = typer.Option(0, help="DataLoader worker processes."),
+    threads: Optional[int] = typer.Option(None, help="CPU threads per process (1 is faster on a busy machine)."),
 ):
     """Train StyleGAN2, ProGAN or BigGAN; writes grids, a JSONL log and checkpoints to --out."""
     metric_names = _metric_names(metrics)
+    if threads:
+        torch.set_num_threads(threads)
     if grad_accum < 1:
         raise typer.BadParameter(f"must be >= 1, got {grad_accum}", param_hint="--grad-accum")
     state = None
@@ -289,7 +292,8 @@ def main(
                         TimeElapsedColumn(), TimeRemainingColumn(),
                         console=console, disable=not main_process)
     data_stream = batches()
-    sums: dict[str, torch.Tensor] = {}
+    sums: dict[str, torch.Tensor] = {}  # per logged number: its sum and how often it appeared
+    counts: dict[str, int] = {}
     tick_time, tick_images, steps_in_tick = time.perf_counter(), recipe.images_seen, 0
     interrupted = failed = False
     rollbacks = 0
@@ -310,14 +314,14 @@ def main(
                 before = recipe.images_seen
                 stats = recipe.train_step(to_float(reals), labels)
                 for k, v in stats.items():
-                    sums[k] = sums.get(k, 0) + v.float()
+                    sums[k], counts[k] = sums.get(k, 0) + v.float(), counts.get(k, 0) + 1
                 steps_in_tick += 1
                 progress.update(task, completed=recipe.images_seen / 1000)
                 done = recipe.images_seen >= total
                 snapshot = _crossed(before, recipe.images_seen, snapshot_kimg) and not done
                 if steps_in_tick == log_every or done or snapshot:
                     means = {k: accelerator.reduce(v.to(accelerator.device), "mean").item()
-                             / steps_in_tick for k, v in sums.items()}
+                             / counts[k] for k, v in sums.items()}  # R1/PL run every k steps
                     bad = [k for k, v in means.items() if not math.isfinite(v)]
                     if bad:  # never save a broken state: check before any checkpoint
                         message = (f"non-finite {', '.join(bad)} at step {recipe.step} (kimg "
@@ -333,7 +337,7 @@ def main(
                                           f"{recipe.images_seen / 1000:.2f} with seed "
                                           f"{recipe.seed}")
                             log({"step": recipe.step, "event": "rollback", "seed": recipe.seed})
-                            data_stream, sums, steps_in_tick = batches(), {}, 0
+                            data_stream, sums, counts, steps_in_tick = batches(), {}, {}, 0
                             tick_time, tick_images = time.perf_counter(), recipe.images_seen
                             continue
                         failed = True
@@ -342,17 +346,20 @@ def main(
                         break
                     now = time.perf_counter()
                     speed = (recipe.images_seen - tick_images) / (now - tick_time)
+                    state = recipe.diagnostics()
                     record = {"step": recipe.step, "kimg": recipe.images_seen / 1000,
                               "images_per_s": round(speed, 2),
                               **{k: round(v, 5) for k, v in means.items()},
-                              **{k: round(v, 5) for k, v in recipe.diagnostics().items()}}
+                              **{k: round(v, 5) for k, v in state.items()}}
                     log(record)
                     if main_process:
-                        info = " ".join(f"{k} {v:.3g}" for k, v in means.items())
+                        shown = means | {k: v for k, v in state.items() if "/" not in k}
+                        info = " ".join(f"{k} {v:.3g}" for k, v in shown.items())
                         progress.update(task, speed=f"{speed:.1f} img/s", info=info)
                         if not console.is_terminal:
                             console.print(f"kimg {record['kimg']:.2f}  {speed:.1f} img/s  {info}")
-                    sums, tick_time, tick_images, steps_in_tick = {}, now, recipe.images_seen, 0
+                    sums, counts, steps_in_tick = {}, {}, 0
+                    tick_time, tick_images = now, recipe.images_seen
                 if main_process and _crossed(before, recipe.images_seen, grid_kimg) and not done:
                     write_grid()
                 if metric_names and _crossed(before, recipe.images_seen, metrics_kimg) and not done:

@@ -78,7 +78,7 @@ class Config:
 PRESETS = {
     # CPU minutes on 32×32 Fashion-MNIST: narrow layers, phases of a few kimg.
     "tiny": Config(z_dim=128, fmap_base=1024, fmap_max=128, batch_size=32,
-                   stabilize_kimg=6, fade_kimg=6, kimg=60),
+                   stabilize_kimg=4, fade_kimg=4, kimg=40),
     # Appendix A.1: CelebA-HQ 1024², 800k images per phase.
     "paper": Config(resolution=1024, channels=3, batch_size=16, kimg=12000),
     # §6.1 / Table 1 style 128² network for smaller budgets, 600k images per phase.
@@ -236,13 +236,18 @@ class Recipe(recipe.Recipe):
 
         self.step += 1
         self.images_seen += batch
-        return stats | {"resolution": torch.tensor(float(res)), "alpha": torch.tensor(alpha)}
+        return stats
 
     def extra_state(self) -> dict:
         return {"stage_index": self.stage_index}
 
     def load_extra_state(self, state: dict) -> None:
         self.stage_index = state.get("stage_index", 0)
+
+    def diagnostics(self) -> dict[str, float]:
+        """Where the growth stands now: the resolution and the fade-in weight α."""
+        stage = self.stage()
+        return {"resolution": float(stage.resolution), "alpha": stage.alpha}
 
     def sampling_view(self) -> dict:
         """Grids during training show the current resolution and fade."""

@@ -83,7 +83,8 @@ class Recipe:
         pass
 
     def diagnostics(self) -> dict[str, float]:
-        """Extra numbers for the log (BigGAN: every layer's top singular value)."""
+        """The model's state now, for the log (ProGAN: resolution and α; BigGAN: every layer's
+        top singular value). Names without a "/" are also shown on the progress bar."""
         return {}
 
     def before_sampling(self) -> None:

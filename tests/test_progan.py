@@ -81,12 +81,12 @@ def _batch(step):
 
 
 def test_train_step_counts_images_and_returns_finite_losses():
-    """A step shows one batch to D and reports finite losses at the stage's resolution."""
+    """A step shows one batch to D, reports finite losses, and the log shows the stage's resolution."""
     r = _recipe()
     stats = r.train_step(*_batch(0))
     assert r.images_seen == 8 and r.step == 1
     assert all(torch.isfinite(v) for v in stats.values())
-    assert stats["resolution"].item() == 4
+    assert r.diagnostics() == {"resolution": 4.0, "alpha": 1.0}
 
 
 def test_adam_is_reset_when_a_new_resolution_starts():
