@@ -694,6 +694,7 @@ def score(
     seed: int = typer.Option(0, help="Seed of the generated images and the metrics' draws."),
     batch_size: int = typer.Option(64, help="Batch size for generation and features."),
     cache_dir: Optional[Path] = typer.Option(None, help="Cache of real features \\[default: ~/.cache/nanogan/stats]."),
+    per_class: bool = typer.Option(False, "--per-class", help="Conditional models: the classifier's accuracy on each class's images."),
     out: Optional[Path] = typer.Option(None, help="Output JSON \\[default: scores.json next to the model]."),
 ):
     """Evaluation metrics of a model against a dataset, each with its protocol."""
@@ -718,11 +719,45 @@ def score(
         table.add_row(name, value, p.extractor + (f" ({p.resize})" if p.resize else ""),
                       str(p.num_images), p.split, p.dataset)
     console.print(table)
+    accuracy = None
+    if per_class:
+        accuracy = class_accuracies(loaded, num_images, truncation, options_for(loaded, noise_mode),
+                                    extractor, seed, batch_size)
     out = out or default_out(loaded, "scores.json")
     out.write_text(json.dumps({"model": str(loaded.path), "truncation": truncation,
                                "class": class_, "seed": seed,
-                               "results": [r.to_dict() for r in results.values()]}, indent=2))
+                               "results": [r.to_dict() for r in results.values()]}
+                              | ({"class_accuracy": accuracy} if accuracy else {}), indent=2))
     console.print(f"wrote {out}")
+
+
+def class_accuracies(loaded: Loaded, num_images: int, truncation: Optional[float], options: dict,
+                     extractor: str, seed: int, batch_size: int) -> dict:
+    """num_images / K images per class k, classified: the share the classifier calls k."""
+    from nanogan.evaluate import class_accuracy
+    from nanogan.features import extract
+
+    if not models.conditional(loaded.cfg):
+        require(loaded, "--per-class", "class-conditional models",
+                [n for n, m in models.MODELS.items() if models.conditional(m.PRESETS["tiny"])])
+    k = loaded.cfg.num_classes
+    per = max(1, num_images // k)
+    g = torch.Generator().manual_seed(seed)
+    seeds = torch.randint(0, 2**31 - 1, (per * k,), generator=g).tolist()
+    labels = torch.arange(k).repeat_interleave(per)
+    images = render(loaded, loaded.module.sample_latents(loaded.cfg, seeds, truncation), labels,
+                    truncation, options, batch_size)
+    _, probs = extract(extractor, images, batch_size=batch_size)
+    accuracy = class_accuracy(probs, labels, k)
+    names = list(data.FASHION_MNIST_CLASSES) if k == len(data.FASHION_MNIST_CLASSES) else []
+    table = Table(title=f"classifier accuracy on {per} generated images per class ({extractor})")
+    table.add_column("class")
+    table.add_column("accuracy")
+    for c in range(k):
+        table.add_row(f"{c} {names[c]}" if names else str(c), f"{accuracy[f'acc_{c}']:.3f}")
+    table.add_row("mean", f"{accuracy['acc_mean']:.3f}")
+    console.print(table)
+    return {"images_per_class": per, "extractor": extractor, **accuracy}
 
 
 COMMANDS = {"grid", "classes", "truncation", "interpolate", "mix", "project", "score"}

@@ -135,6 +135,20 @@ def evaluate(metrics: Sequence[str], *, generate: Callable[[int, torch.Generator
     return _measure(metrics, fakes, reals, real, model, protocol, batch_size, seed)
 
 
+def class_accuracy(probs: torch.Tensor, labels: torch.Tensor,
+                   num_classes: int) -> dict[str, float]:
+    """For a class-conditional G: per class k, the fraction of images generated for k that the
+    classifier assigns to k ("acc_k"), and their mean ("acc_mean"). Needs a classifier whose
+    classes are the model's (the Fashion-MNIST classifier for Fashion-MNIST models)."""
+    if probs.ndim != 2 or probs.shape[1] < num_classes or labels.shape != probs.shape[:1]:
+        raise ValueError(f"need probs (n, >= {num_classes}) and labels (n,), got "
+                         f"{tuple(probs.shape)} and {tuple(labels.shape)}")
+    hit = probs.argmax(1) == labels
+    per_class = {f"acc_{k}": hit[labels == k].float().mean().item()
+                 for k in range(num_classes) if (labels == k).any()}
+    return per_class | {"acc_mean": sum(per_class.values()) / len(per_class)}
+
+
 def evaluate_images(metrics: Sequence[str], fake_images: torch.Tensor, real_images: torch.Tensor,
                     *, extractor: str = "fashion", dataset: str = "images", split: str = "",
                     batch_size: int = 64, seed: int = 0) -> dict[str, MetricResult]:

@@ -170,3 +170,19 @@ def test_arguments_are_checked():
         run(["fid"], generate=lambda b, g: torch.zeros(b, 16, 16))
     with pytest.raises(ValueError, match="same size"):
         evaluate_images(["fid"], torch.zeros(3, 1, 8, 8), torch.zeros(4, 1, 8, 8))
+
+
+def test_class_accuracy_matches_a_per_image_count():
+    """Per class, the accuracy is the share of its images whose most probable class is that class."""
+    g = generator(7)
+    probs = torch.rand(60, 4, generator=g).softmax(1)
+    labels = torch.randint(4, (60,), generator=g)
+    from nanogan.evaluate import class_accuracy
+    result = class_accuracy(probs, labels, 4)
+    for k in range(4):
+        mine = [i for i in range(60) if labels[i] == k]
+        hits = sum(int(max(range(4), key=lambda c: probs[i, c].item()) == k) for i in mine)
+        assert result[f"acc_{k}"] == pytest.approx(hits / len(mine))
+    assert result["acc_mean"] == pytest.approx(sum(result[f"acc_{k}"] for k in range(4)) / 4)
+    perfect = class_accuracy(torch.eye(4)[labels], labels, 4)
+    assert perfect["acc_mean"] == 1.0

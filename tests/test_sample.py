@@ -316,3 +316,19 @@ def test_biggan_classes_and_threshold_rows(files, folder_data, tmp_path):
     ok("interpolate", m, "--seeds", "0,1", "--frames", 2, "--out", tmp_path / "v.gif")
     fails("mix", m, match="mix applies to style-based generators")
     fails("interpolate", m, "--path", "walk", "--truncation", "0.5", match="BigGAN's threshold")
+
+
+@pytest.mark.skipif(not BIGGAN, reason="nanogan/biggan.py has not landed yet")
+def test_score_per_class_reports_the_classifier_accuracy_of_each_class(files, folder_data,
+                                                                      tmp_path):
+    """--per-class classifies each class's generated images: one accuracy per class and their mean."""
+    out = tmp_path / "s.json"
+    result = ok("score", files["biggan"], "--metrics", "fid", "--data", folder_data,
+                "--num-images", 20, "--per-class", "--out", out)
+    accuracy = json.loads(out.read_text())["class_accuracy"]
+    classes = [accuracy[f"acc_{k}"] for k in range(10)]
+    assert accuracy["images_per_class"] == 2 and all(0 <= a <= 1 for a in classes)
+    assert accuracy["acc_mean"] == pytest.approx(sum(classes) / 10)
+    assert "Ankle boot" in result.output
+    fails("score", files["stylegan2"], "--metrics", "fid", "--data", folder_data,
+          "--num-images", 4, "--per-class", match="--per-class applies to class-conditional")

@@ -226,3 +226,17 @@ def test_a_corrupt_image_is_named_or_skipped_and_counted(folder, env, tmp_path):
     done = train(run_args("progan", bad, tmp_path / "run", 0.016, "--skip-bad"), env)
     assert "skipped 1 unreadable images" in " ".join(done.stdout.split())
     assert json.loads((tmp_path / "run" / "config.json").read_text())["skipped"] == 1
+
+
+@pytest.mark.parametrize("model", sorted(TINY))
+def test_bf16_and_gradient_accumulation_run_from_the_command_line(model, folder, env, tmp_path):
+    """--precision bf16 with --grad-accum 2 trains, with R1/GP and path length, to finite losses."""
+    out = tmp_path / "run"
+    train(run_args(model, folder, out, 0.032, "--precision", "bf16", "--grad-accum", "2"), env)
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert all(all(v == v and abs(v) != float("inf") for v in r.values()
+                   if isinstance(v, float)) for r in records)
+    logged = set().union(*records)
+    assert ({"gp"} if model == "progan" else {"r1", "pl"}) <= logged
+    saved = json.loads((out / "config.json").read_text())
+    assert (saved["precision"], saved["grad_accum"]) == ("bf16", 2)
