@@ -166,6 +166,13 @@ def test_examples_run(lesson, tmp_path, monkeypatch):
             exec(compile(code, f"{lesson.name}:{line}", "exec"), namespace)
 
 
+def test_readme_links_and_images_resolve():
+    """Every relative link and image in the README points to a file that exists."""
+    prose = FENCE.sub("", (ROOT / "README.md").read_text())
+    for target in LINK.findall(prose):
+        assert (ROOT / target).exists(), f"README.md: broken link {target}"
+
+
 def test_every_module_names_a_lesson_that_exists():
     """Each module's `Lesson:` line points to lesson files that exist."""
     for module in sorted((ROOT / "nanogan").glob("*.py")):
