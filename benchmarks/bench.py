@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils.flop_counter import flop_registry
+from torch.utils.flop_counter import conv_flop_count, flop_registry
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -67,6 +67,19 @@ PRESET_OF = {"stylegan2": "tiny", "progan": "tiny", "biggan": "tiny"}
 GPU_PRESET = {"stylegan2": "paper256", "biggan": "paper128", "progan": "paper"}
 
 
+def conv_backward_flops(grad_out, x, w, *args) -> int:
+    """Each gradient a convolution's backward computes (input, weight) costs its forward's FLOPs.
+
+    torch.utils.flop_counter's formula ignores `groups` for the weight gradient and so counts a
+    grouped convolution (StyleGAN2's per-sample weights, batch folded into the groups) `groups`
+    times over; the forward formula is right for any groups, and the two backward products
+    multiply the same pairs of numbers as the forward.
+    """
+    transposed, output_mask = args[4], args[7]
+    forward = conv_flop_count(list(x.shape), list(w.shape), list(grad_out.shape), transposed)
+    return forward * (int(output_mask[0]) + int(output_mask[1]))
+
+
 class CountFlops(TorchDispatchMode):
     """Sum torch.utils.flop_counter's per-op formulas over everything dispatched (no hooks)."""
 
@@ -76,8 +89,9 @@ class CountFlops(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
-        formula = flop_registry.get(func._overloadpacket)
-        if formula is not None:
+        if func._overloadpacket is torch.ops.aten.convolution_backward:
+            self.total += conv_backward_flops(*args)
+        elif (formula := flop_registry.get(func._overloadpacket)) is not None:
             self.total += formula(*args, **(kwargs or {}), out_val=out)
         return out
 
