@@ -12,7 +12,11 @@ arXiv:1610.09585 (MS-SSIM diversity) on pixels.
 Names: "fid", "kid", "pr", "is" use the extractor; "swd" and "msssim" use the pixels and record
 the extractor "pixels". Real features are cached on disk under their protocol (`features.py`).
 
-Shapes: generate(b, generator) -> (b, c, h, w) in [-1, 1]; reals (n, c, h, w) in [-1, 1].
+Generated images are scored as they would be saved: clamped to [-1, 1] and rounded to 8 bits,
+like the real images they are compared with (the papers' metric code converts to uint8 too; an
+unclamped generator output at ±2.5 would otherwise be compared with reals that never leave ±1).
+
+Shapes: generate(b, generator) -> (b, c, h, w), nominally [-1, 1]; reals (n, c, h, w) in [-1, 1].
 Lesson: lessons/31_features.md
 """
 
@@ -26,6 +30,7 @@ from typing import Any
 
 import torch
 
+from nanogan.data import to_uint8
 from nanogan.features import Extractor, Protocol, extract, get_extractor, real_features
 from nanogan.fid import fid, kid
 from nanogan.inception_score import inception_score
@@ -91,6 +96,11 @@ def _as_float(images: torch.Tensor) -> torch.Tensor:
     return images.float() / 127.5 - 1 if images.dtype == torch.uint8 else images.float()
 
 
+def as_saved(images: torch.Tensor) -> torch.Tensor:
+    """Images as a PNG would hold them, back in float [-1, 1]: clamped, rounded to 8 bits."""
+    return _as_float(images if images.dtype == torch.uint8 else to_uint8(images))
+
+
 def pick_real_images(dataset: Any, num_images: int) -> torch.Tensor:
     """`num_images` images of a tensor or an indexable dataset of images or (image, label) pairs,
     as float [-1, 1]: all of them in order, or a subset fixed by seed 0 so that the protocol
@@ -122,7 +132,7 @@ def evaluate(metrics: Sequence[str], *, generate: Callable[[int, torch.Generator
     sizes = [batch_size] * (num_images // batch_size) + [num_images % batch_size] * bool(
         num_images % batch_size)
     with torch.no_grad():
-        fakes = torch.cat([generate(b, g).detach().float().cpu() for b in sizes])
+        fakes = as_saved(torch.cat([generate(b, g).detach().float().cpu() for b in sizes]))
     if fakes.ndim != 4 or len(fakes) != num_images:
         raise ValueError(f"generate must return (b, c, h, w) images, got {tuple(fakes.shape)} "
                          f"for {num_images}")
@@ -158,7 +168,7 @@ def evaluate_images(metrics: Sequence[str], fake_images: torch.Tensor, real_imag
     if len(real_images) != len(fake_images):
         raise ValueError(f"the sets must have the same size, got {len(fake_images)} and "
                          f"{len(real_images)}")
-    fakes, reals = _as_float(fake_images), _as_float(real_images)
+    fakes, reals = as_saved(fake_images), as_saved(real_images)
     model = get_extractor(extractor) if ON_FEATURES & set(metrics) else None
     protocol = Protocol(extractor, len(fakes), split, model.resize if model else None, dataset)
     real = functools.cache(lambda: extract(model, reals, batch_size=batch_size))

@@ -7,6 +7,7 @@ import pytest
 import torch
 from strategies import generator
 
+from nanogan.data import to_float, to_uint8
 from nanogan.evaluate import METRICS, MetricResult, evaluate, evaluate_images, pick_real_images
 from nanogan.features import EXTRACTORS, Extractor, Protocol
 
@@ -80,6 +81,21 @@ def run(metrics, generate=noise, dataset=None, **kw):
     return evaluate(metrics, generate=generate, dataset=dataset or Toy(), **kw)
 
 
+def test_generated_images_are_scored_as_their_saved_pngs():
+    """Out-of-range values count as the clamped pixels a PNG holds, and 8-bit rounding is the
+    PNG's, so a generator's raw output and its saved-and-reloaded images score the same."""
+    raw = noise(24, generator(4)) * 2.5  # a generator without tanh overshoots [-1, 1]
+    reloaded = to_float(to_uint8(raw))
+    assert reloaded.abs().max() <= 1 and (reloaded != raw).any()
+    metrics = ["fid", "swd", "msssim"]
+    assert ({k: r.value for k, r in run(metrics, generate=replay(raw)).items()}
+            == {k: r.value for k, r in run(metrics, generate=replay(reloaded)).items()})
+    reals = pick_real_images(Toy(), 24)
+    assert ({k: r.value for k, r in evaluate_images(metrics, raw, reals, extractor="tiny").items()}
+            == {k: r.value for k, r in evaluate_images(metrics, reloaded, reals,
+                                                        extractor="tiny").items()})
+
+
 def test_matches_reference():
     """Each score equals its metric function applied to features extracted separately."""
     from nanogan.fid import fid, kid
@@ -87,7 +103,7 @@ def test_matches_reference():
     from nanogan.swd import swd
 
     reals = pick_real_images(Toy(), 24)
-    fakes = noise(24, generator(5))
+    fakes = to_float(to_uint8(noise(24, generator(5))))  # 8-bit already: scored as given
     results = evaluate_images(["fid", "kid", "swd"], fakes, reals, extractor="tiny", seed=3)
     with torch.no_grad():
         real_features, fake_features = Tiny()(reals)[0], Tiny()(fakes)[0]
@@ -101,7 +117,7 @@ def test_matches_reference():
 def test_inception_score_uses_the_probabilities_of_the_fakes():
     from nanogan.inception_score import inception_score
 
-    fakes = noise(24, generator(6))
+    fakes = to_float(to_uint8(noise(24, generator(6))))
     results = evaluate_images(["is"], fakes, pick_real_images(Toy(), 24), extractor="tiny")
     with torch.no_grad():
         probs = Tiny()(fakes)[1].double().softmax(1)
