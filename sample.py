@@ -79,6 +79,15 @@ def command(fn):
     return app.command()(friendly(fn))
 
 
+def output_folder(out: Path | None, default: Path) -> Path:
+    """--out of a command that writes several files: a folder, never an existing file."""
+    folder = out or default
+    if folder.exists() and not folder.is_dir():
+        raise SampleError(f"--out {folder} is a file; this command writes several files into a "
+                          f"folder, so give a folder (it is created if missing)")
+    return folder
+
+
 class NoiseMode(str, Enum):
     const = "const"
     random = "random"
@@ -362,7 +371,7 @@ def truncation(
     seed_list = parse_seeds(seeds)
     options = options_for(loaded, noise_mode)
     labels = labels_for(loaded, class_, len(seed_list))
-    folder = out or loaded.path.parent
+    folder = output_folder(out, loaded.path.parent)
     images = torch.cat([models.sample(loaded.module, loaded.G, loaded.cfg, seed_list, labels,
                                       truncation=v, **options) for v in rows])
     save_grid(folder / "truncation.png", images, nrow=len(seed_list))
@@ -637,7 +646,7 @@ def project(
                                 distance=distance, labels=labels, noise_weight=noise_weight,
                                 w_samples=w_samples, generator=torch.Generator().manual_seed(seed),
                                 snapshot_every=every)
-    folder = out or loaded.path.with_name("projection")
+    folder = output_folder(out, loaded.path.with_name("projection"))
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {"ws": result.ws[:n].cpu().contiguous(), "distance": result.distance[:n],
                "target": targets[:n].cpu().contiguous()}

@@ -296,6 +296,9 @@ def test_score_writes_metrics_with_protocol(files, folder_data, tmp_path):
 def test_errors_name_the_problem(files, tmp_path):
     fails("grid", files["stylegan2"], "--seeds", "a-b", match="seeds look like 0-63")
     fails("grid", tmp_path / "missing.safetensors", match="missing.safetensors")
+    a_file = tmp_path / "taken.png"
+    a_file.write_bytes(b"")
+    fails("truncation", files["stylegan2"], "--out", a_file, match="taken.png is a file")
 
 
 @pytest.mark.skipif(not BIGGAN, reason="nanogan/biggan.py has not landed yet")
