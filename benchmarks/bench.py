@@ -15,6 +15,11 @@ and matrix products, forward, backward and double backward), over one window; ef
 = those FLOPs / the median window time. Peak memory is the subprocess's max RSS (CPU) or
 torch.cuda.max_memory_allocated (GPU). Results go to JSON (with threads, torch build, CPU/GPU
 name) and, with --markdown, to a table for the README.
+
+Not used yet: torch.compile. The speed comes from eager PyTorch (modulated activations instead of
+per-sample weights where that is cheaper, FIR filters as one depthwise convolution, lazy
+regularization). Compiling the first-order phases (the D and G main losses) while R1 and path
+length stay eager on the same parameters is the next lever; it has not been built or measured.
 """
 
 from __future__ import annotations
