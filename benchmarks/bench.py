@@ -19,7 +19,9 @@ name) and, with --markdown, to a table for the README.
 Not used yet: torch.compile. The speed comes from eager PyTorch (modulated activations instead of
 per-sample weights where that is cheaper, FIR filters as one depthwise convolution, lazy
 regularization). Compiling the first-order phases (the D and G main losses) while R1 and path
-length stay eager on the same parameters is the next lever; it has not been built or measured.
+length stay eager on the same parameters is the next lever. One measurement on the 2-core CPU
+(stylegan2-64's D, forward + backward at batch 32, inductor): 95 ms eager, 88 ms compiled
+(−8%) after 25 s of compilation, so it was not built; on a GPU the fusion gain should be larger.
 """
 
 from __future__ import annotations
