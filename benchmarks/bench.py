@@ -3,6 +3,7 @@
     python benchmarks/bench.py                       # the CPU table (about 10 minutes)
     python benchmarks/bench.py --only stylegan2-64   # one configuration
     python benchmarks/bench.py --device cuda --suite gpu
+    python benchmarks/bench.py --suite paper         # the papers' widths on a CPU, a few steps
     python benchmarks/bench.py --memory-steps 2000   # RSS over a long run (leak check)
 
 Protocol (issue 8): each configuration runs in a fresh subprocess; after warm-up, training is
@@ -70,6 +71,23 @@ GPU_SUITE = {
     "biggan-128px": ("biggan", dict(resolution=128, channels=3, batch_size=256, num_classes=1000),
                      "ch 96, batch 256 per GPU"),
 }
+# The papers' channel widths on a CPU, "a few steps" each: batch 4, R1 and path length off (a
+# window of 2 steps cannot hold them in proportion), so these rows time the main phases only.
+PAPER_SUITE = {
+    "stylegan2-64px-F": ("stylegan2", dict(preset="paper256", resolution=64, channels=3,
+                                           batch_size=4, r1_gamma=0.0, pl_weight=0.0,
+                                           sample_batch=8),
+                         "config F widths at 64², batch 4, main phases only"),
+    "stylegan2-256px-F": ("stylegan2", dict(preset="paper256", channels=3, batch_size=4,
+                                            r1_gamma=0.0, pl_weight=0.0, sample_batch=8),
+                          "config F at 256², batch 4, main phases only"),
+    "biggan-128px": ("biggan", dict(preset="paper128", batch_size=4, standing_batches=1,
+                                    standing_batch_size=8, sample_batch=8),
+                     "ch 96, 1000 classes, batch 4, 2 D steps per G step, ortho reg"),
+}
+SUITES = {"cpu": CPU_SUITE, "gpu": GPU_SUITE, "paper": PAPER_SUITE}
+# --steps, --windows, --warmup of each suite unless given
+SUITE_STEPS = {"cpu": (16, 3, 8), "gpu": (16, 3, 8), "paper": (2, 3, 1)}
 PRESET_OF = {"stylegan2": "tiny", "progan": "tiny", "biggan": "tiny"}
 GPU_PRESET = {"stylegan2": "paper256", "biggan": "paper128", "progan": "paper"}
 
@@ -108,7 +126,9 @@ def build(name: str, suite: dict, device: str):
     module = models.MODELS[model]
     overrides = dict(overrides)
     final_phase = overrides.pop("final_phase", False)
-    base = module.PRESETS[(GPU_PRESET if device == "cuda" else PRESET_OF)[model]]
+    overrides.pop("sample_batch", None)
+    preset = overrides.pop("preset", None) or (GPU_PRESET if device == "cuda" else PRESET_OF)[model]
+    base = module.PRESETS[preset]
     cfg = dataclasses.replace(base, **overrides)
     torch.manual_seed(0)
     recipe = module.Recipe(cfg, seed=0, device=device)
@@ -149,7 +169,7 @@ def measure(name: str, suite: dict, device: str, steps: int, windows: int, warmu
             recipe.train_step(reals, labels)
     median = statistics.median(times)
     recipe.images_seen = images_seen  # keep ProGAN in its measured phase for sampling
-    sample = sampling_speed(module, recipe, cfg, device)
+    sample = sampling_speed(module, recipe, cfg, device, suite[name][1].get("sample_batch", 64))
     peak = (torch.cuda.max_memory_allocated() / 2**20 if device == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     return {"name": name, "model": suite[name][0], "notes": suite[name][2],
@@ -227,7 +247,9 @@ def markdown(results: list[dict], info: dict) -> str:
             lines.append(f"| {r['name']} | — | — | — | — | — | {r['error']} |")
             continue
         lo, hi = r["train_img_per_s_spread"]
-        lines.append(f"| {r['name']} | {r['train_img_per_s']:.1f} ({lo:.1f}–{hi:.1f}) | "
+        digits = 1 if r["train_img_per_s"] >= 10 else 2
+        lines.append(f"| {r['name']} | {r['train_img_per_s']:.{digits}f} "
+                     f"({lo:.{digits}f}–{hi:.{digits}f}) | "
                      f"{r['s_per_kimg']:.2f} | {r['effective_gflop_per_s']:.0f} | "
                      f"{r['sample_img_per_s']:.0f} | {r['peak_memory_mib']:.0f} | {r['notes']} |")
     return "\n".join(lines)
@@ -235,12 +257,14 @@ def markdown(results: list[dict], info: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--suite", choices=("cpu", "gpu"), default=None)
+    parser.add_argument("--suite", choices=tuple(SUITES), default=None,
+                        help="cpu (default on a CPU), gpu (default on a GPU), paper (the papers' "
+                             "widths, a few steps, main phases only)")
     parser.add_argument("--only", default="", help="comma-separated configuration names")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--steps", type=int, default=16)
-    parser.add_argument("--windows", type=int, default=3)
-    parser.add_argument("--warmup", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=None, help="steps per window [16; paper: 2]")
+    parser.add_argument("--windows", type=int, default=None, help="timed windows [3]")
+    parser.add_argument("--warmup", type=int, default=None, help="warm-up steps [8; paper: 1]")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", type=Path, default=None, help="JSON file to write")
     parser.add_argument("--markdown", action="store_true", help="also print a Markdown table")
@@ -249,10 +273,14 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.steps % 16:
+    suite_name = args.suite or ("gpu" if args.device == "cuda" else "cpu")
+    suite = SUITES[suite_name]
+    defaults = SUITE_STEPS[suite_name]
+    args.steps, args.windows, args.warmup = (
+        default if given is None else given
+        for given, default in zip((args.steps, args.windows, args.warmup), defaults))
+    if args.steps % 16 and suite_name != "paper":
         parser.error("--steps must be a multiple of 16 (R1 runs every 16 steps)")
-    suite = GPU_SUITE if (args.suite or ("gpu" if args.device == "cuda" else "cpu")) == "gpu" \
-        else CPU_SUITE
     if args.one:
         print(json.dumps(measure(args.one, suite, args.device, args.steps, args.windows,
                                  args.warmup)))
@@ -274,7 +302,7 @@ def main() -> None:
             continue
         cmd = [sys.executable, __file__, "--one", name, "--device", args.device,
                "--steps", str(args.steps), "--windows", str(args.windows),
-               "--warmup", str(args.warmup), "--suite", "gpu" if suite is GPU_SUITE else "cpu"]
+               "--warmup", str(args.warmup), "--suite", suite_name]
         if args.threads:
             cmd += ["--threads", str(args.threads)]
         done = subprocess.run(cmd, capture_output=True, text=True)
