@@ -11,7 +11,8 @@ Sub-commands (`grid` is the default when the first argument is a file):
   score        evaluation metrics against a dataset: a table, and JSON with the protocol
 
 Every command reads a sampling file (`model.safetensors`) or a training checkpoint and writes
-next to it unless told --out. The same seed gives the same image in every command.
+next to it unless told --out. The same seed gives the same image in every command (project
+--seeds: with fresh noise inputs per seed, as a user of the model would see it).
 """
 
 from __future__ import annotations
@@ -194,19 +195,6 @@ def labels_for(loaded: Loaded, class_: Optional[int], n: int) -> Optional[torch.
     return torch.full((n,), label, dtype=torch.long)
 
 
-def render(loaded: Loaded, z: torch.Tensor, labels: Optional[torch.Tensor],
-           truncation: Optional[float], options: dict, batch_size: int = 32) -> torch.Tensor:
-    """Images (float [-1, 1], CPU) from latents z, batch by batch."""
-    device = next(loaded.G.parameters()).device
-    out = []
-    with torch.no_grad():
-        for i in range(0, len(z), batch_size):
-            y = None if labels is None else labels[i : i + batch_size].to(device)
-            out.append(loaded.module.generate(loaded.G, z[i : i + batch_size].to(device), y,
-                                              truncation=truncation, **options).float().cpu())
-    return torch.cat(out)
-
-
 def synthesize(loaded: Loaded, ws: torch.Tensor, noise_mode: str,
                batch_size: int = 32) -> torch.Tensor:
     """StyleGAN2 images from ws (b, d) or (b, num_ws, d), batch by batch."""
@@ -239,12 +227,7 @@ def upscale(images: torch.Tensor, scale: int) -> torch.Tensor:
 
 def open_data(source: Optional[str], split: Optional[str], loaded: Loaded):
     """The dataset at the model's resolution and channels; split 'test' where one exists."""
-    if split is None:
-        path = Path(source).expanduser() if source and source.lower() != "fashion-mnist" else None
-        single = path is not None and not (
-            path.is_dir() and (data.cifar10_folder(path) is not None or all(
-                (path / f).is_file() for f in data.FASHION_MNIST_FILES)))
-        split = "train" if single else "test"
+    split = split or ("test" if data.has_test_split(source) else "train")
     return data.open_dataset(source, resolution=loaded.cfg.resolution,
                              channels=loaded.cfg.channels, split=split), split
 
@@ -261,8 +244,8 @@ def evaluate_model(loaded: Loaded, metrics: list[str], dataset, split: str, *, n
         if models.conditional(loaded.cfg):
             labels = (torch.randint(loaded.cfg.num_classes, (b,), generator=g) if class_ is None
                       else torch.full((b,), class_, dtype=torch.long))
-        z = loaded.module.sample_latents(loaded.cfg, seeds, truncation)
-        return render(loaded, z, labels, truncation, options, batch_size)
+        return models.sample(loaded.module, loaded.G, loaded.cfg, seeds, labels,
+                             batch_size=batch_size, truncation=truncation, **options)
 
     return evaluate(metrics, generate=generate, dataset=dataset, num_images=num_images,
                     extractor=extractor, split=split, batch_size=batch_size, seed=seed,
@@ -470,11 +453,13 @@ def interpolate(
                               "BigGAN's threshold resamples z, which a smooth walk cannot do")
         n = max(1, round(seconds * fps))
         z = smoothed_walk(n, cfg.z_dim, sigma * fps, torch.Generator().manual_seed(seed_list[0]))
-        images = render(loaded, z, labels_for(loaded, class_, n), truncation, options)
+        images = models.render(loaded.module, loaded.G, z, labels_for(loaded, class_, n),
+                               truncation=truncation, **options)
     elif path is PathKind.slerp:
         keys = loaded.module.sample_latents(cfg, seed_list, truncation)
         z = key_path(keys, frames, slerp, loop=loop)
-        images = render(loaded, z, labels_for(loaded, class_, len(z)), truncation, options)
+        images = models.render(loaded.module, loaded.G, z, labels_for(loaded, class_, len(z)),
+                               truncation=truncation, **options)
     else:  # lerp in W, after truncation: truncating the path is lerping the truncated keys
         ws = mapped(loaded, seed_list, labels_for(loaded, class_, len(seed_list)), truncation)
         images = synthesize(loaded, key_path(ws[:, 0], frames, lerp, loop=loop),
@@ -582,12 +567,9 @@ def load_targets(loaded: Loaded, images: list[Path], seeds: Optional[str],
 def generated(loaded: Loaded, seeds: list[int], labels: Optional[torch.Tensor]) -> torch.Tensor:
     """What the generator makes for seeds with fresh noise inputs, as a user would see them."""
     gens = [torch.Generator().manual_seed(derive_seed(s, "noise")) for s in seeds]
-    z = loaded.module.sample_latents(loaded.cfg, seeds)
-    device = next(loaded.G.parameters()).device
+    ws = mapped(loaded, seeds, labels, None)
+    device = ws.device
     with torch.no_grad():
-        w = loaded.G.mapping(z.to(device), None if labels is None else labels.to(device))
-        ws = w[:, None].expand(-1, loaded.cfg.num_ws, -1)
-
         def noise(i, shape):  # each seed's noise from its own generator: batch-independent
             return torch.cat([torch.randn(1, *shape[1:], generator=g) for g in gens]).to(device)
 
@@ -707,8 +689,10 @@ def score(
     out: Optional[Path] = typer.Option(None, help="Output JSON \\[default: scores.json next to the model]."),
 ):
     """Evaluation metrics of a model against a dataset, each with its protocol."""
+    from nanogan.evaluate import parse_metrics
+
     loaded = load(model_file)
-    names = [m.strip() for m in metrics.split(",") if m.strip()]
+    names = parse_metrics(metrics)  # before any data is opened
     check_truncation(loaded, truncation)
     if class_ is not None:
         labels_for(loaded, class_, 1)  # validates
@@ -754,8 +738,8 @@ def class_accuracies(loaded: Loaded, num_images: int, truncation: Optional[float
     g = torch.Generator().manual_seed(seed)
     seeds = torch.randint(0, 2**31 - 1, (per * k,), generator=g).tolist()
     labels = torch.arange(k).repeat_interleave(per)
-    images = render(loaded, loaded.module.sample_latents(loaded.cfg, seeds, truncation), labels,
-                    truncation, options, batch_size)
+    images = models.sample(loaded.module, loaded.G, loaded.cfg, seeds, labels,
+                           batch_size=batch_size, truncation=truncation, **options)
     _, probs = extract(extractor, images, batch_size=batch_size)
     accuracy = class_accuracy(probs, labels, k)
     names = list(data.FASHION_MNIST_CLASSES) if k == len(data.FASHION_MNIST_CLASSES) else []

@@ -29,7 +29,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rich.table import Table
 
 from nanogan import checkpoint, config, models
-from nanogan.data import DataError, DatasetNotFoundError, InfiniteSampler, open_dataset, to_float
+from nanogan.data import (DataError, DatasetNotFoundError, InfiniteSampler,
+                          UnreadableImageError, has_test_split, open_dataset, to_float)
 from nanogan.images import save_grid
 from nanogan.randomness import derive_seed
 from nanogan.recipe import unwrap
@@ -97,13 +98,11 @@ def resolve(model: str, preset: str, kimg, batch_size, resolution, overrides) ->
 
 
 def _metric_names(text: str) -> list[str]:
-    from nanogan.evaluate import METRICS
-    names = [m.strip() for m in text.split(",") if m.strip()]
-    unknown = [m for m in names if m not in METRICS]
-    if unknown:
-        raise typer.BadParameter(f"unknown metrics {unknown}; choose from {', '.join(METRICS)}",
-                                 param_hint="--metrics")
-    return names
+    from nanogan.evaluate import parse_metrics
+    try:
+        return parse_metrics(text)
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint="--metrics") from err
 
 
 def _no_accelerator() -> bool:
@@ -165,7 +164,7 @@ def main(
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved configuration and exit."),
     set_: List[str] = typer.Option([], "--set", help="Override a config field: --set key=value (repeatable)."),
     mirror: bool = typer.Option(False, "--mirror", help="Add horizontally mirrored copies of the data."),
-    skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unreadable images (counted in the log) instead of failing."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unreadable images (counted in config.json) instead of failing."),
     grid_kimg: float = typer.Option(4.0, help="Write a sample grid every this many kimg."),
     snapshot_kimg: float = typer.Option(10.0, help="Write a checkpoint every this many kimg."),
     metrics: str = typer.Option("", help="Metrics to compute while training, e.g. fid,kid,pr (off by default)."),
@@ -268,12 +267,9 @@ def main(
         """The chosen metrics of G_ema against the data's test split (train for folders)."""
         from nanogan.evaluate import evaluate
         recipe.before_sampling()
-        split = "test"
-        try:
-            reference = open_dataset(data, resolution=cfg.resolution, channels=cfg.channels,
-                                     split=split)
-        except ValueError:  # image folders and zips have one split
-            reference, split = dataset, "train"
+        split = "test" if has_test_split(data) else "train"  # folders and zips: one split
+        reference = dataset if split == "train" else open_dataset(
+            data, resolution=cfg.resolution, channels=cfg.channels, split=split)
         results = evaluate(metric_names, dataset=reference, num_images=metrics_images,
                            extractor=extractor, split=split, seed=seed,
                            generate=models.random_sampler(module, recipe.G_ema, cfg))
@@ -346,14 +342,14 @@ def main(
                         break
                     now = time.perf_counter()
                     speed = (recipe.images_seen - tick_images) / (now - tick_time)
-                    state = recipe.diagnostics()
+                    diag = recipe.diagnostics()
                     record = {"step": recipe.step, "kimg": recipe.images_seen / 1000,
                               "images_per_s": round(speed, 2),
                               **{k: round(v, 5) for k, v in means.items()},
-                              **{k: round(v, 5) for k, v in state.items()}}
+                              **{k: round(v, 5) for k, v in diag.items()}}
                     log(record)
                     if main_process:
-                        shown = means | {k: v for k, v in state.items() if "/" not in k}
+                        shown = means | {k: v for k, v in diag.items() if "/" not in k}
                         info = " ".join(f"{k} {v:.3g}" for k, v in shown.items())
                         progress.update(task, speed=f"{speed:.1f} img/s", info=info)
                         if not console.is_terminal:
@@ -410,7 +406,7 @@ if __name__ == "__main__":
         app()
     except (config.ConfigError, checkpoint.CheckpointError, DataError,
             DatasetNotFoundError) as err:
-        hint = " (train.py: --skip-bad)" if "skip_bad=True" in str(err) else ""
+        hint = " (train.py: --skip-bad)" if isinstance(err, UnreadableImageError) else ""
         console.print("[red]error:[/]", end=" ")
         console.print(f"{err}{hint}", markup=False, highlight=False)  # paths may hold [brackets]
         sys.exit(2)

@@ -5,9 +5,9 @@
 
 Rows: the test split against a fixed subset of the train split (the floor: what two samples of
 the real distribution score), uniform noise in [−1, 1] (the ceiling), and each model file's
-G_ema (no truncation, StyleGAN2 with constant noise, BigGAN with standing statistics and uniform
-labels). Every row is scored against the same 10,000 test images with the same protocol:
-SWD (ProGAN §5, pixels), FID and KID on the features of the project's Fashion-MNIST classifier
+G_ema (no truncation, StyleGAN2 with constant noise, BigGAN with the standing statistics its
+model file holds and uniform labels). Every row is scored against the same 10,000 test images
+with the same protocol: SWD (ProGAN §5, pixels), FID and KID on the features of the project's Fashion-MNIST classifier
 ("classifier-FID", `nanogan/features.py`), precision/recall (k = 3) on the same features, and
 MS-SSIM between random pairs of the row's own images (diversity; lower is more diverse).
 Writes Markdown to stdout and JSON (with every protocol) to --out.
@@ -77,8 +77,6 @@ def main() -> None:
     for path in args.model_files:
         module, cfg, G = models.load_generator(path)
         name = next(k for k, m in models.MODELS.items() if m is module)
-        if hasattr(module, "standing_statistics"):
-            module.standing_statistics(G, cfg)
         results = evaluate(METRICS, generate=models.random_sampler(module, G, cfg), dataset=test,
                            num_images=n, split="test", seed=args.seed)
         rows.append(row(f"{name} `{path}`", results))

@@ -72,6 +72,10 @@ class DataError(ValueError):
     """A data file that cannot be used; the message names the file and the reason."""
 
 
+class UnreadableImageError(DataError):
+    """An image of a folder or zip that cannot be decoded: skip_bad=True skips and counts it."""
+
+
 def user_cache_dir() -> Path:
     """$XDG_CACHE_HOME/nanogan, by default ~/.cache/nanogan."""
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "nanogan"
@@ -491,8 +495,9 @@ def image_folder_dataset(path: Path, *, resolution: int | None = None, channels:
     meta = json.loads(meta_path.read_text())
     skipped = [tuple(item) for item in meta["skipped"]]
     if skipped and not skip_bad:
-        raise DataError(f"{skipped[0][0]}: cannot read this image ({skipped[0][1]}); fix or "
-                        f"delete it, or pass skip_bad=True ({len(skipped)} bad in all)")
+        raise UnreadableImageError(f"{skipped[0][0]}: cannot read this image ({skipped[0][1]}); "
+                                   f"fix or delete it, or pass skip_bad=True ({len(skipped)} "
+                                   "bad in all)")
     if skipped:
         logger.warning("%s: skipped %d unreadable images", path, len(skipped))
     name = f"{path.resolve()}@{resolution}px-{channels}ch" + ("+xflip" if xflip else "")
@@ -534,8 +539,9 @@ def _decode_all(source: ImageSource, resolution: int, channels: int, skip_bad: b
                 chunk = range(start, min(start + 1024, n))
                 for i, result in zip(chunk, pool.map(decode, chunk)):
                     if isinstance(result, str) and not skip_bad:
-                        raise DataError(f"{source.where(i)}: cannot read this image ({result}); "
-                                        "fix or delete it, or pass skip_bad=True")
+                        raise UnreadableImageError(
+                            f"{source.where(i)}: cannot read this image ({result}); fix or "
+                            "delete it, or pass skip_bad=True")
                     if isinstance(result, str):
                         skipped.append((source.where(i), result))
                     else:
@@ -578,6 +584,15 @@ def _write_atomic(path: Path, content: bytes) -> None:
 
 
 # ------------------------------------------------------------------------------- open_dataset
+
+
+def has_test_split(source: str | Path | None) -> bool:
+    """Fashion-MNIST and CIFAR-10 have a test split; image folders and zips have only one."""
+    if source is None or str(source).lower() == "fashion-mnist":
+        return True
+    path = Path(source).expanduser()
+    return path.is_dir() and (all((path / name).is_file() for name in FASHION_MNIST_FILES)
+                              or cifar10_folder(path) is not None)
 
 
 def open_dataset(source: str | Path | None = None, *, resolution: int | None = None,

@@ -84,6 +84,15 @@ def _measure(metrics, fake_images, real_images, real, model: Extractor | None,
             for name in metrics}
 
 
+def parse_metrics(text: str) -> list[str]:
+    """"fid, kid" -> ["fid", "kid"]; an unknown name is a ValueError that lists the choices."""
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    unknown = [m for m in names if m not in METRICS]
+    if unknown:
+        raise ValueError(f"unknown metrics {unknown}; choose from {', '.join(METRICS)}")
+    return names
+
+
 def _check(metrics: Sequence[str], num_images: int, batch_size: int) -> None:
     unknown = [m for m in metrics if m not in METRICS]
     if unknown or not metrics:

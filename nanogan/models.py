@@ -65,10 +65,19 @@ def sample(module: ModuleType, G: torch.nn.Module, cfg: Any, seeds: list[int],
            labels: torch.Tensor | None = None, *, batch_size: int = 32, truncation: float | None = None,
            **options: Any) -> torch.Tensor:
     """Images for `seeds` (float [-1, 1], on the CPU): same seed, same image, whatever the batch."""
-    device = next(G.parameters()).device
     z = module.sample_latents(cfg, seeds, truncation)
+    return render(module, G, z, labels, batch_size=batch_size, truncation=truncation, **options)
+
+
+@torch.no_grad()
+def render(module: ModuleType, G: torch.nn.Module, z: torch.Tensor,
+           labels: torch.Tensor | None = None, *, batch_size: int = 32,
+           truncation: float | None = None, **options: Any) -> torch.Tensor:
+    """Images (float [-1, 1], on the CPU) from latents z (e.g. an interpolation path), batch by
+    batch."""
+    device = next(G.parameters()).device
     out = []
-    for i in range(0, len(seeds), batch_size):
+    for i in range(0, len(z), batch_size):
         y = None if labels is None else labels[i : i + batch_size].to(device)
         images = module.generate(G, z[i : i + batch_size].to(device), y, truncation=truncation,
                                  **options)

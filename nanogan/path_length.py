@@ -36,13 +36,17 @@ from torch import nn
 PL_WEIGHT = 2.0
 
 
-def path_lengths(images: torch.Tensor, ws: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """‖J_wᵀ y‖ per sample, averaged over layers: √(mean_n Σ_d (∂(g·y)/∂w_nd)²)."""
+def path_lengths(images: torch.Tensor, ws: torch.Tensor, y: torch.Tensor, *,
+                 create_graph: bool = True) -> torch.Tensor:
+    """‖J_wᵀ y‖ per sample, averaged over layers: √(mean_n Σ_d (∂(g·y)/∂w_nd)²).
+
+    create_graph=False: the lengths' values only (e.g. for the running mean), no second-order
+    graph."""
     if images.shape != y.shape:
         raise ValueError(f"y must have the images' shape {tuple(images.shape)}, "
                          f"got {tuple(y.shape)}")
     # create_graph: the penalty is differentiated again, with respect to G's weights.
-    (grad,) = torch.autograd.grad((images * y).sum(), ws, create_graph=True)
+    (grad,) = torch.autograd.grad((images * y).sum(), ws, create_graph=create_graph)
     return grad.square().sum(-1).reshape(ws.shape[0], -1).mean(1).sqrt()
 
 

@@ -20,7 +20,8 @@ squared differences averaged over positions, summed over layers, all layer weigh
 stages of nanogan's Fashion-MNIST classifier, plus pixel MSE. Its numbers are comparable only
 with themselves. Any `distance(images, targets) -> (b,)` can be passed instead.
 
-Shapes: targets (b, c, h, w) in [-1, 1] -> ws (b, n, d), noise [(b, 1, r, r)], distance (b,).
+Shapes: targets (b, c, h, w) in [-1, 1] -> ws (b, n, d), noise {layer: (b, 1, r, r)},
+distance (b,).
 Lesson: lessons/41_projection.md
 """
 
@@ -73,8 +74,9 @@ def w_statistics(mapping: Callable[..., torch.Tensor], z_dim: int, num_samples: 
     if labels is None:
         mean, sigma = moments(None)
         return mean, sigma.item()
-    means, sigmas = zip(*(moments(y.to(device)) for y in labels))
-    return torch.stack(means), torch.stack(sigmas)
+    classes, index = labels.unique(return_inverse=True)  # one pass per distinct label
+    means, sigmas = zip(*(moments(y.to(device)) for y in classes))
+    return torch.stack(means)[index.to(device)], torch.stack(sigmas)[index.to(device)]
 
 
 def noise_pyramid(noise: torch.Tensor, min_resolution: int = 8) -> list[torch.Tensor]:
@@ -187,8 +189,8 @@ def project(G: nn.Module, targets: torch.Tensor, *, steps: int = 1000, space: st
     if targets.ndim != 4 or steps < 1:
         raise ValueError(f"need targets (b, c, h, w) and steps >= 1, got "
                          f"{tuple(targets.shape)} and {steps}")
-    distance = distance if distance is not None else ClassifierDistance()
     device = next(G.parameters()).device
+    distance = distance if distance is not None else ClassifierDistance().to(device)
     targets = targets.to(device, torch.float32)
     b, num_ws = len(targets), G.cfg.num_ws
     mean, sigma = w_statistics(G.mapping, G.cfg.z_dim, w_samples, labels=labels,

@@ -172,10 +172,9 @@ class Generator(nn.Module):
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None, *,
                 mix_z: torch.Tensor | None = None, crossover: torch.Tensor | None = None,
                 truncation: float = 1.0, truncation_cutoff: int | None = None,
-                noise_mode: str = "random", noise=None, update_w_avg: bool = False,
-                return_ws: bool = False):
+                noise_mode: str = "random", noise=None, return_ws: bool = False):
         n = self.cfg.num_ws
-        ws = self.mapping(z, labels, update_w_avg=update_w_avg)[:, None].expand(-1, n, -1)
+        ws = self.mapping(z, labels)[:, None].expand(-1, n, -1)  # w̄: Recipe.track_w_avg
         if mix_z is not None:
             ws = mix_styles(ws, self.mapping(mix_z, labels), crossover, n)
         if truncation != 1.0:
@@ -304,11 +303,11 @@ class Recipe(recipe.Recipe):
         logits = self.D(reals, labels)
         return r1_penalty(logits, reals), logits
 
-    def path_lengths(self, inputs: dict, y: torch.Tensor,
-                     G: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def path_lengths(self, inputs: dict, y: torch.Tensor, G: nn.Module | None = None,
+                     create_graph: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """‖J_wᵀ y‖ per sample, averaged over the layers (Eq. 4, Appendix B), and the images."""
         images, ws = (G or self.G)(**inputs, return_ws=True)
-        return path_lengths(images, ws, y), images
+        return path_lengths(images, ws, y, create_graph=create_graph), images
 
     def track_w_avg(self, w_mean: torch.Tensor) -> None:
         """w̄ ← lerp(w̄, mean w, 1 − β), with the mean over the whole batch on every process."""
@@ -376,8 +375,8 @@ class Recipe(recipe.Recipe):
             y = draws.normal("pl_y", (pl_batch, cfg.channels, r, r)) / r  # N(0, I)/√(H·W)
             if n > 1:  # a needs the whole batch's mean before any part's penalty: a first pass
                 G = recipe.unwrap(self.G)
-                means = [self.path_lengths(self.micro_inputs(pl, i), self.micro(y, i), G)[0]
-                         .detach().mean() for i in range(n)]
+                means = [self.path_lengths(self.micro_inputs(pl, i), self.micro(y, i), G,
+                                           create_graph=False)[0].mean() for i in range(n)]
                 self.pl.update(self.mean_over_processes(torch.stack(means).mean()))
 
             def pl_loss(i: int) -> torch.Tensor:

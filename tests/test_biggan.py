@@ -14,6 +14,7 @@ from nanogan.conditional_bn import CrossReplicaBatchNorm2d
 from nanogan.config import ConfigError
 from nanogan.orthogonal import orthogonal_penalty
 from nanogan.randomness import derive_seed, seed_latents
+from nanogan.spectral_norm import spectral_layers
 
 SMALL = biggan.Config(resolution=32, channels=1, num_classes=3, ch=4, z_dim=16, shared_dim=4,
                       attention=16, d_attention=16, batch_size=8, ema_start=2,
@@ -247,7 +248,7 @@ def test_standing_statistics_make_samples_independent_of_the_batch():
     r = _recipe()
     r.train_step(*_batch(0))
     r.before_sampling()
-    u = [m.u.clone() for m in r.G_ema.modules() if hasattr(m, "sn_eps")]
+    u = [m.u.clone() for m in spectral_layers(r.G_ema).values()]
     z, y = inputs(6)
     batch = biggan.generate(r.G_ema, z, y)
     alone = torch.cat([biggan.generate(r.G_ema, z[i : i + 1], y[i : i + 1]) for i in range(6)])
@@ -256,7 +257,7 @@ def test_standing_statistics_make_samples_independent_of_the_batch():
     r.before_sampling()  # deterministic: the same statistics again
     assert all(torch.equal(state[k], v) for k, v in r.G_ema.state_dict().items())
     assert all(torch.equal(a, m.u) for a, m in
-               zip(u, [m for m in r.G_ema.modules() if hasattr(m, "sn_eps")]))
+               zip(u, spectral_layers(r.G_ema).values()))
     assert not r.G_ema.training and all(not m.training for m in r.G_ema.modules())
 
 

@@ -19,8 +19,8 @@ from strategies import generator, seeds
 
 from nanogan import data
 from nanogan.data import (DataError, DatasetNotFoundError, ImageDataset, InfiniteSampler,
-                          find_fashion_mnist, load_fashion_mnist, open_dataset, read_idx, to_float,
-                          to_uint8)
+                          find_fashion_mnist, has_test_split, load_fashion_mnist, open_dataset,
+                          read_idx, to_float, to_uint8)
 
 FILES = list(data.FASHION_MNIST_FILES)
 REAL = data.DEBIAN_FASHION_MNIST
@@ -466,6 +466,9 @@ def test_cifar10_binary_round_trips(tmp_path):
     assert train.labels().tolist() == [3, 9, 0, 5]
     test = open_dataset(folder, split="test")
     assert test.labels().tolist() == [7, 1]
+    assert has_test_split(tmp_path / "cifar") and has_test_split(folder)
+    assert not has_test_split(tmp_path) and not has_test_split(tmp_path / "missing.zip")
+    assert has_test_split(None) and has_test_split("Fashion-MNIST")
     assert torch.equal(test[1][0], torch.from_numpy(images_test[1]))
     grey = open_dataset(folder, channels=1, resolution=16)
     assert grey[0][0].shape == (1, 16, 16)

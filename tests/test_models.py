@@ -42,12 +42,11 @@ def test_fit_to_dataset_takes_channels_and_classes():
     cfg = models.fit_to_dataset(dataclasses.replace(models.MODELS["progan"].PRESETS["tiny"],
                                                     resolution=8), dataset(channels=3))
     assert cfg.channels == 3
-    if "biggan" in models.MODELS:
-        big = dataclasses.replace(models.MODELS["biggan"].PRESETS["tiny"], resolution=32)
-        fitted = models.fit_to_dataset(big, dataset(resolution=32, classes=("a", "b", "c")))
-        assert fitted.num_classes == 3
-        with pytest.raises(config.ConfigError, match="class-conditional but the dataset"):
-            models.fit_to_dataset(big, dataset(resolution=32, classes=()))
+    big = dataclasses.replace(models.MODELS["biggan"].PRESETS["tiny"], resolution=32)
+    fitted = models.fit_to_dataset(big, dataset(resolution=32, classes=("a", "b", "c")))
+    assert fitted.num_classes == 3
+    with pytest.raises(config.ConfigError, match="class-conditional but the dataset"):
+        models.fit_to_dataset(big, dataset(resolution=32, classes=()))
 
 
 def test_fit_to_dataset_refuses_another_resolution():
@@ -62,11 +61,10 @@ def test_grids_have_64_seeds_or_one_row_per_class():
     seeds, labels = models.grid_inputs(module, cfg)
     assert seeds == list(range(64)) and labels is None
     assert models.grid_columns(cfg, 64) == 8
-    if "biggan" in models.MODELS:
-        module, cfg, _ = small("biggan")
-        seeds, labels = models.grid_inputs(module, cfg)
-        assert torch.equal(labels, torch.arange(cfg.num_classes).repeat_interleave(8))
-        assert models.grid_columns(cfg, len(seeds)) == 8
+    module, cfg, _ = small("biggan")
+    seeds, labels = models.grid_inputs(module, cfg)
+    assert torch.equal(labels, torch.arange(cfg.num_classes).repeat_interleave(8))
+    assert models.grid_columns(cfg, len(seeds)) == 8
 
 
 @pytest.mark.parametrize("model", MODELS)

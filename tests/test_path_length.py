@@ -80,14 +80,14 @@ def test_running_mean_is_an_exponential_average(values, decay):
 def test_one_update_with_the_whole_batch_mean_matches_forward(seed, parts, decay):
     """update(mean of all parts) then penalty(part) per part gives forward's a and the whole batch's penalty."""
     lengths = torch.rand(4 * parts, generator=generator(seed), dtype=torch.float64) + 0.5
-    whole = PathLengthPenalty(decay).double()
-    expected = whole(lengths)
+    a = decay * lengths.mean()  # Eq. 4's running mean after one update from a = 0
     split = PathLengthPenalty(decay).double()
     chunks = lengths.chunk(parts)
     split.update(torch.stack([c.mean() for c in chunks]).mean())
     penalty = torch.stack([split.penalty(c) for c in chunks]).mean()
-    torch.testing.assert_close(split.mean, whole.mean)
-    torch.testing.assert_close(penalty, expected)
+    torch.testing.assert_close(split.mean, a)
+    torch.testing.assert_close(penalty, ((lengths - a) ** 2).mean())
+    torch.testing.assert_close(PathLengthPenalty(decay).double()(lengths), penalty)
 
 
 @pytest.mark.parametrize("resolution", [8, 16, 32, 64, 128, 256, 512, 1024])

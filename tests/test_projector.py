@@ -207,9 +207,10 @@ def test_w_statistics_of_a_linear_mapping():
     assert sigma**2 == pytest.approx(a.square().sum().item(), rel=0.03)
     shift = torch.randn(3, 6, generator=g)
     means, sigmas = w_statistics(lambda z, y: z @ a.T + shift[y], 4, 40_000,
-                                 labels=torch.tensor([2, 0]), generator=generator(6))
-    torch.testing.assert_close(means, shift[[2, 0]], atol=0.1, rtol=0)
-    assert sigmas.shape == (2,) and sigmas[0].item() == pytest.approx(sigmas[1].item())
+                                 labels=torch.tensor([2, 0, 2]), generator=generator(6))
+    torch.testing.assert_close(means, shift[[2, 0, 2]], atol=0.1, rtol=0)
+    assert sigmas.shape == (3,) and sigmas[0].item() == pytest.approx(sigmas[1].item())
+    assert torch.equal(means[0], means[2])
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,6 @@ sys.path.insert(0, str(ROOT))
 import sample  # noqa: E402
 
 runner = CliRunner()
-BIGGAN = (ROOT / "nanogan" / "biggan.py").exists() and "biggan" in models.MODELS
 
 
 def save_model(path, name, cfg, G):
@@ -67,9 +66,8 @@ def files(tmp_path_factory):
     root = tmp_path_factory.mktemp("models")
     out = {"stylegan2": tiny_stylegan2(root / "sg" / "model.safetensors"),
            "conditional": tiny_stylegan2(root / "sgc" / "model.safetensors", num_classes=3),
-           "progan": tiny_progan(root / "pg" / "model.safetensors")}
-    if BIGGAN:
-        out["biggan"] = tiny_biggan(root / "bg" / "model.safetensors")
+           "progan": tiny_progan(root / "pg" / "model.safetensors"),
+           "biggan": tiny_biggan(root / "bg" / "model.safetensors")}
     return out
 
 
@@ -301,7 +299,6 @@ def test_errors_name_the_problem(files, tmp_path):
     fails("truncation", files["stylegan2"], "--out", a_file, match="taken.png is a file")
 
 
-@pytest.mark.skipif(not BIGGAN, reason="nanogan/biggan.py has not landed yet")
 def test_biggan_classes_and_threshold_rows(files, folder_data, tmp_path):
     """BigGAN: a row per class, and threshold rows (Fig. 2a) whose variety across seeds shrinks with the threshold."""
     m = files["biggan"]
@@ -321,7 +318,6 @@ def test_biggan_classes_and_threshold_rows(files, folder_data, tmp_path):
     fails("interpolate", m, "--path", "walk", "--truncation", "0.5", match="BigGAN's threshold")
 
 
-@pytest.mark.skipif(not BIGGAN, reason="nanogan/biggan.py has not landed yet")
 def test_score_per_class_reports_the_classifier_accuracy_of_each_class(files, folder_data,
                                                                       tmp_path):
     """--per-class classifies each class's generated images: one accuracy per class and their mean."""

@@ -221,4 +221,6 @@ def test_power_iteration_stays_in_fp32_under_autocast():
     assert y.dtype == torch.bfloat16 and mixed.u.dtype == torch.float32
     assert torch.equal(mixed.u, plain.u) and torch.equal(mixed.v, plain.v)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        assert torch.equal(mixed.normalized_weight(), plain.normalized_weight())
+        under_autocast = mixed.normalized_weight()
+    assert under_autocast.dtype == torch.float32
+    assert torch.equal(under_autocast, plain.normalized_weight())  # plain: no autocast at all
