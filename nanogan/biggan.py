@@ -115,8 +115,9 @@ class Config:
 
 
 PRESETS = {
-    # 32×32 Fashion-MNIST, 10 classes, on 2 CPU cores (a median 272 real images/s on free cores:
-    # 300 kimg in 18 minutes); SAGAN's learning rates (BigGAN halves them for batch 2048), a short EMA.
+    # 32×32 Fashion-MNIST, 10 classes, on 2 CPU cores (a median 272 real images/s on free
+    # cores: 300 kimg in 18 minutes); SAGAN's learning rates (BigGAN halves them for batch
+    # 2048), a short EMA.
     "tiny": Config(resolution=32, channels=1, num_classes=10, ch=8, z_dim=64, shared_dim=32,
                    attention=16, d_attention=16, batch_size=32, lr_G=1e-4, lr_D=4e-4,
                    ema_decay=0.999, ema_start=1000, standing_batches=8, kimg=300),
@@ -268,9 +269,6 @@ class Recipe(recipe.Recipe):
         cfg, draws, batch = self.cfg, self.draws(), self.cfg.batch_size
         stats: dict[str, torch.Tensor] = {}
 
-        def tally(name: str, value: torch.Tensor, steps: int = 1) -> None:
-            stats[name] = stats.get(name, 0) + value.detach().float() / (self.accumulate * steps)
-
         for k in range(cfg.d_steps):
             # Strided, not contiguous: D step k sees the same global images however many processes.
             real_k, label_k = reals[k :: cfg.d_steps], labels[k :: cfg.d_steps]
@@ -284,8 +282,8 @@ class Recipe(recipe.Recipe):
                     real_logits = self.D(self.micro(real_k, i), self.micro(label_k, i))
                     fake_logits = self.D(fakes, self.micro(y, i))
                     loss = hinge_d_loss(real_logits, fake_logits)
-                tally("real", real_logits.mean(), cfg.d_steps)
-                tally("fake", fake_logits.mean(), cfg.d_steps)
+                self.tally(stats, "real", real_logits.mean(), cfg.d_steps)
+                self.tally(stats, "fake", fake_logits.mean(), cfg.d_steps)
                 return loss
 
             stats["loss_D"] = stats.get("loss_D", 0) + self.optimize(
@@ -299,13 +297,13 @@ class Recipe(recipe.Recipe):
         def g_loss(i: int) -> torch.Tensor:
             with self.autocast():
                 loss = hinge_g_loss(d(self.G(self.micro(z, i), self.micro(y, i)), self.micro(y, i)))
-            tally("loss_G", loss)
+            self.tally(stats, "loss_G", loss)
             if not cfg.ortho_beta:
                 return loss
             # Eq. 3 in the loss (fp32, outside autocast) rather than added to .grad after backward:
             # under fp16 loss scaling .grad is scaled and an added gradient would not be.
             ortho = orthogonal_penalty(recipe.unwrap(self.G), cfg.ortho_beta, exclude=("shared",))
-            tally("ortho", ortho)
+            self.tally(stats, "ortho", ortho)
             return loss + ortho
 
         self.optimize(self.opt_G, self.G, g_loss)

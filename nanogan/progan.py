@@ -199,9 +199,6 @@ class Recipe(recipe.Recipe):
         def critic(x):
             return self.D(x, res, alpha)
 
-        def tally(name: str, value: torch.Tensor) -> None:  # means over the micro-batches
-            stats[name] = stats.get(name, 0) + value.detach().float() / self.accumulate
-
         def d_loss(i: int) -> torch.Tensor:
             x = self.micro(reals, i)
             with self.autocast():
@@ -212,12 +209,12 @@ class Recipe(recipe.Recipe):
                     loss = lsgan_d_loss(real_logits, fake_logits)
                 else:
                     loss = wgan_d_loss(real_logits, fake_logits, drift=cfg.drift)
-            tally("real", real_logits.mean())
-            tally("fake", fake_logits.mean())
+            self.tally(stats, "real", real_logits.mean())
+            self.tally(stats, "fake", fake_logits.mean())
             if cfg.loss == "wgan":  # in fp32: the penalty differentiates D twice
                 gp = gradient_penalty(critic, x.float(), fakes.float(), self.micro(t, i),
                                       target=cfg.gp_target)
-                tally("gp", gp)
+                self.tally(stats, "gp", gp)
                 loss = loss + cfg.gp_weight / cfg.gp_target**2 * gp
             return loss
 

@@ -123,6 +123,11 @@ class Recipe:
         opt.step()
         return total / self.accumulate
 
+    def tally(self, stats: dict, name: str, value: torch.Tensor, steps: int = 1) -> None:
+        """Add a micro-batch's `value` to stats[name] so that it ends as the mean over the
+        micro-batches (and over `steps` repeats of the phase in one train_step)."""
+        stats[name] = stats.get(name, 0) + value.detach().float() / (self.accumulate * steps)
+
     def micro(self, x: torch.Tensor | None, i: int) -> torch.Tensor | None:
         """Micro-batch i of this process's share of a batch (None stays None)."""
         return None if x is None else x.chunk(self.accumulate)[i]

@@ -320,9 +320,6 @@ class Recipe(recipe.Recipe):
         labels = labels if cfg.num_classes else None
         stats: dict[str, torch.Tensor] = {}
 
-        def tally(name: str, value: torch.Tensor) -> None:  # means over the micro-batches
-            stats[name] = stats.get(name, 0) + value.detach().float() / n
-
         # D: logistic loss on reals and fakes.
         fake = self.inputs(draws, "D", batch)
 
@@ -334,8 +331,8 @@ class Recipe(recipe.Recipe):
                 real_logits = self.D(self.micro(reals, i), self.micro(labels, i))
                 fake_logits = self.D(fakes, inputs["labels"])
                 loss = logistic_d_loss(real_logits, fake_logits)
-            tally("real", real_logits.mean())
-            tally("fake", fake_logits.mean())
+            self.tally(stats, "real", real_logits.mean())
+            self.tally(stats, "fake", fake_logits.mean())
             return loss
 
         stats["loss_D"] = self.optimize(self.opt_D, self.D, d_loss)
@@ -344,7 +341,7 @@ class Recipe(recipe.Recipe):
         if is_due(self.step, self.r1_interval):
             def r1_loss(i: int) -> torch.Tensor:
                 r1, logits = self.r1(self.micro(reals, i), self.micro(labels, i))
-                tally("r1", r1)  # "+ 0 · logits" touches every parameter, as DDP requires
+                self.tally(stats, "r1", r1)  # "+ 0 · logits": every parameter gets a gradient (DDP)
                 return r1 * (cfg.r1_gamma / 2 * cfg.r1_interval) + 0 * logits.sum()
 
             self.optimize(self.opt_D, self.D, r1_loss)
@@ -384,7 +381,7 @@ class Recipe(recipe.Recipe):
                 if n == 1:
                     self.pl.update(self.mean_over_processes(lengths.detach().mean()))
                 penalty = self.pl.penalty(lengths)  # mean((lengths − a)²), a just updated
-                tally("pl", penalty)
+                self.tally(stats, "pl", penalty)
                 return (penalty * (cfg.pl_weight * cfg.pl_interval)
                         + 0 * images[:, 0, 0, 0].sum())
 
