@@ -1,6 +1,6 @@
-"""Use a trained generator: `python sample.py RUN/model.safetensors --seeds 0-63`.
+"""Use a trained generator: `python sample.py RUN --seeds 0-63`.
 
-Sub-commands (`grid` is the default when the first argument is a file):
+Sub-commands (`grid` is the default when the first argument is a file or folder):
   grid         images for seeds: one grid, and with --per-seed one PNG per seed
   classes      one row per class (class-conditional models: BigGAN, StyleGAN2 with labels)
   truncation   one row per truncation value (StyleGAN2 ψ, BigGAN threshold); --curve adds the
@@ -10,9 +10,12 @@ Sub-commands (`grid` is the default when the first argument is a file):
   project      StyleGAN2 projection of images into W or W+; --detect tells generated from real
   score        evaluation metrics against a dataset: a table, and JSON with the protocol
 
-Every command reads a sampling file (`model.safetensors`) or a training checkpoint and writes
-next to it unless told --out. The same seed gives the same image in every command (project
---seeds: with fresh noise inputs per seed, as a user of the model would see it).
+Every command reads a sampling file (`model.safetensors`), a training checkpoint, a snapshot
+(`RUN/snapshots/snapshot-000120.safetensors`) or a run folder (its model.safetensors, else its
+newest snapshot, else its checkpoint), and writes next to the file, or into the folder, unless
+told --out. Numeric options are checked against their ranges (exit 2, naming the allowed
+values). The same seed gives the same image in every command (project --seeds: with fresh noise
+inputs per seed, as a user of the model would see it).
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from __future__ import annotations
 import csv
 import functools
 import json
+import math
+import re
 import sys
 from dataclasses import dataclass
 from enum import Enum
@@ -33,7 +38,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from nanogan import checkpoint, config, data, models
+from nanogan import checkpoint, config, data, models, runs
 from nanogan.images import has_ffmpeg, make_grid, save_gif, save_grid, save_mp4
 from nanogan.interpolate import key_path, lerp, slerp, smoothed_walk
 from nanogan.randomness import derive_seed
@@ -60,7 +65,7 @@ class SampleError(Exception):
 
 
 USER_ERRORS = (SampleError, config.ConfigError, checkpoint.CheckpointError, data.DataError,
-               data.DatasetNotFoundError, ValueError)
+               data.DatasetNotFoundError, runs.RunError, ValueError)
 
 
 def friendly(command):
@@ -109,15 +114,29 @@ class PathKind(str, Enum):
 # ------------------------------------------------------------------------------ shared helpers
 
 
+MAX_SEED = 2**64 - 1  # torch.Generator.manual_seed takes seeds in [0, 2^64)
+SINGULAR = {"seeds": "seed", "classes": "class", "indices": "index", "row seeds": "row seed",
+            "column seeds": "column seed"}
+
+
 def parse_seeds(text: str, what: str = "seeds") -> list[int]:
-    """'0-63' or '1,5,9' or '0-3,10' -> list of ints."""
+    """'0-63' or '1,5,9' or '0-3,10' -> list of ints in [0, 2^64), in the order written."""
     seeds: list[int] = []
     for part in filter(None, (p.strip() for p in text.split(","))):
-        lo, _, hi = part.partition("-")
-        try:
-            seeds += list(range(int(lo), int(hi) + 1)) if hi else [int(lo)]
-        except ValueError:
-            raise SampleError(f"{what} look like 0-63 or 1,5,9; got {text!r}") from None
+        match = re.fullmatch(r"(\d+)(?:\s*-\s*(\d+))?", part)
+        if match is None:
+            if part.startswith("-") or "--" in part:
+                raise SampleError(f"{what} are whole numbers >= 0; got {part!r} in {text!r}")
+            raise SampleError(f"{what} look like 0-63 or 1,5,9; got {text!r} ({part!r} is not a "
+                              f"number or a range like 0-63)")
+        lo = int(match[1])
+        hi = lo if match[2] is None else int(match[2])
+        if hi < lo:
+            raise SampleError(f"{SINGULAR.get(what, what)} range {lo}-{hi} is reversed; "
+                              f"write {hi}-{lo}")
+        if hi > MAX_SEED:
+            raise SampleError(f"{what} must be in [0, 2^64); got {hi} in {text!r}")
+        seeds += range(lo, hi + 1)
     if not seeds:
         raise SampleError(f"no {what} given")
     return seeds
@@ -133,27 +152,50 @@ def parse_floats(text: str, what: str) -> list[float]:
     return values
 
 
+def at_least(low: float, *, above: bool = False):
+    """A typer callback for a float option: a finite number >= low (> low with above=True)."""
+    def check(value: Optional[float]) -> Optional[float]:
+        if value is not None and not (math.isfinite(value) and
+                                      (value > low if above else value >= low)):
+            raise typer.BadParameter(f"must be a number {'>' if above else '>='} {low:g}, "
+                                     f"got {value:g}")
+        return value
+    return check
+
+
+def finite(value: Optional[float]) -> Optional[float]:
+    """A typer callback for a float option with no bounds: no nan or inf."""
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"must be a finite number, got {value:g}")
+    return value
+
+
 def _device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 @dataclass
 class Loaded:
-    path: Path
+    path: Path  # the file read: the one given, or the one runs.model_file picked in a folder
     name: str  # the registry name: progan, stylegan2, biggan
     module: ModuleType
     cfg: Any
     G: torch.nn.Module
+    home: Path  # where outputs go by default: the run folder given, else the file's folder
 
     @property
     def styled(self) -> bool:
         return hasattr(self.G, "synthesis") and hasattr(self.G, "mapping")
 
 
-def load(model_file: Path) -> Loaded:
-    module, cfg, G = models.load_generator(model_file, _device())
+def load(path: Path) -> Loaded:
+    """The generator in a model file, checkpoint, snapshot or run folder (see runs.model_file)."""
+    file = runs.model_file(path)
+    module, cfg, G = models.load_generator(file, _device())
     name = next(n for n, m in models.MODELS.items() if m is module)
-    return Loaded(model_file, name, module, cfg, G)
+    if file != path:
+        console.print(f"[dim]reading {escape(str(file))}[/]", highlight=False)
+    return Loaded(file, name, module, cfg, G, path if path.is_dir() else file.parent)
 
 
 def require(loaded: Loaded, command_name: str, what: str, applies: list[str]) -> None:
@@ -177,9 +219,26 @@ def options_for(loaded: Loaded, noise_mode: Optional[NoiseMode]) -> dict[str, An
     return {"noise_mode": (noise_mode or NoiseMode.const).value}
 
 
-def check_truncation(loaded: Loaded, truncation: Optional[float]) -> None:
-    if truncation is not None and loaded.name not in TRUNCATION:
-        require(loaded, "--truncation", "models with a truncation trick", sorted(TRUNCATION))
+# The values each model's truncation takes: ψ may extrapolate (ψ > 1) or invert (ψ < 0,
+# StyleGAN Fig. 8); a threshold is a bound on |z| and must be positive.
+TRUNCATION_RANGE = {
+    "stylegan2": (math.isfinite, "ψ must be a finite number (1: no truncation, 0: the average "
+                                 "image w̄)"),
+    "biggan": (lambda v: v > 0, "threshold must be > 0 (2: little truncation, 0.04: "
+                                "nearly one image per class)"),
+}
+
+
+def check_truncation(loaded: Loaded, truncation: Optional[float],
+                     option: str = "--truncation") -> None:
+    """A truncation value the model has and accepts: ψ for StyleGAN2, a threshold for BigGAN."""
+    if truncation is None:
+        return
+    if loaded.name not in TRUNCATION:
+        require(loaded, option, "models with a truncation trick", sorted(TRUNCATION))
+    valid, allowed = TRUNCATION_RANGE[loaded.name]
+    if not valid(truncation):
+        raise SampleError(f"{option} {truncation:g}: {loaded.name}'s {allowed}")
 
 
 def labels_for(loaded: Loaded, class_: Optional[int], n: int) -> Optional[torch.Tensor]:
@@ -218,7 +277,7 @@ def mapped(loaded: Loaded, seeds: list[int], labels: Optional[torch.Tensor],
 
 
 def default_out(loaded: Loaded, name: str) -> Path:
-    return loaded.path.with_name(name)
+    return loaded.home / name
 
 
 def upscale(images: torch.Tensor, scale: int) -> torch.Tensor:
@@ -269,18 +328,18 @@ def flat_values(results) -> dict[str, float]:
 
 @command
 def grid(
-    model_file: Path = typer.Argument(..., help="A run's model.safetensors (or checkpoint)."),
+    model_file: Path = typer.Argument(..., help="A model file, checkpoint, snapshot or run folder (its model.safetensors, else newest snapshot)."),
     seeds: str = typer.Option("0-63", help="Seeds, e.g. 0-63 or 1,5,9."),
-    out: Optional[Path] = typer.Option(None, help="Output PNG \\[default: next to the model file]."),
-    columns: Optional[int] = typer.Option(None, help="Images per row."),
+    out: Optional[Path] = typer.Option(None, help="Output PNG \\[default: next to the model file, or in the run folder]."),
+    columns: Optional[int] = typer.Option(None, min=1, help="Images per row."),
     class_: Optional[int] = typer.Option(None, "--class", help="Class label for conditional models."),
     truncation: Optional[float] = typer.Option(None, help="ψ (StyleGAN2) or threshold (BigGAN)."),
     noise_mode: Optional[NoiseMode] = typer.Option(None, help="StyleGAN2 noise inputs \\[default: const]."),
     per_seed: bool = typer.Option(False, "--per-seed", help="Also write one PNG per seed."),
 ):
     """Generate images for seeds: a grid, and with --per-seed one PNG each."""
+    seed_list = parse_seeds(seeds)  # before the model is read: a typo fails at once
     loaded = load(model_file)
-    seed_list = parse_seeds(seeds)
     check_truncation(loaded, truncation)
     labels = labels_for(loaded, class_, len(seed_list))
     images = models.sample(loaded.module, loaded.G, loaded.cfg, seed_list, labels,
@@ -298,7 +357,7 @@ def grid(
 
 @command
 def classes(
-    model_file: Path = typer.Argument(..., help="A class-conditional model file."),
+    model_file: Path = typer.Argument(..., help="A class-conditional model file, snapshot or run folder."),
     classes_: Optional[str] = typer.Option(None, "--classes", help="Classes, e.g. 0,3,7 \\[default: all]."),
     seeds: str = typer.Option("0-7", help="Seeds: one column each, the same in every row."),
     truncation: Optional[float] = typer.Option(None, help="ψ (StyleGAN2) or threshold (BigGAN)."),
@@ -329,7 +388,7 @@ def classes(
 
 @command
 def truncation(
-    model_file: Path = typer.Argument(..., help="A StyleGAN2 or BigGAN model file."),
+    model_file: Path = typer.Argument(..., help="A StyleGAN2 or BigGAN model file, snapshot or run folder."),
     values: Optional[str] = typer.Option(None, help="Rows: ψ (StyleGAN2, default 1,0.7,0.5,0) or thresholds (BigGAN, default 2,1.5,1,0.5,0.04)."),
     seeds: str = typer.Option("0-7", help="Seeds: one column each."),
     class_: Optional[int] = typer.Option(None, "--class", help="Class label for conditional models."),
@@ -338,10 +397,10 @@ def truncation(
     curve_values: Optional[str] = typer.Option(None, help="Truncation values of the curve \\[default: a dense sweep]."),
     data_: Optional[str] = typer.Option(None, "--data", help="Real images for the curve \\[default: fashion-mnist]."),
     split: Optional[str] = typer.Option(None, help="Dataset split \\[default: test where there is one]."),
-    num_images: int = typer.Option(1000, help="Generated (and real) images per curve point."),
+    num_images: int = typer.Option(1000, min=2, help="Generated (and real) images per curve point."),
     extractor: str = typer.Option("fashion", help="Feature extractor: fashion | inception."),
-    seed: int = typer.Option(0, help="Seed of the curve's generated images."),
-    batch_size: int = typer.Option(64, help="Batch size for generation and features."),
+    seed: int = typer.Option(0, min=0, max=MAX_SEED, help="Seed of the curve's generated images."),
+    batch_size: int = typer.Option(64, min=1, help="Batch size for generation and features."),
     cache_dir: Optional[Path] = typer.Option(None, help="Cache of real features \\[default: ~/.cache/nanogan/stats]."),
     out: Optional[Path] = typer.Option(None, help="Output folder \\[default: the model's folder]."),
 ):
@@ -351,10 +410,13 @@ def truncation(
         require(loaded, "truncation", "models with a truncation trick", sorted(TRUNCATION))
     symbol, grid_default, curve_default = TRUNCATION[loaded.name]
     rows = parse_floats(values or grid_default, "truncation values")
+    points = parse_floats(curve_values or curve_default, "curve values") if curve else []
+    for option, v in [("--values", v) for v in rows] + [("--curve-values", v) for v in points]:
+        check_truncation(loaded, v, option)
     seed_list = parse_seeds(seeds)
     options = options_for(loaded, noise_mode)
     labels = labels_for(loaded, class_, len(seed_list))
-    folder = output_folder(out, loaded.path.parent)
+    folder = output_folder(out, loaded.home)
     images = torch.cat([models.sample(loaded.module, loaded.G, loaded.cfg, seed_list, labels,
                                       truncation=v, **options) for v in rows])
     save_grid(folder / "truncation.png", images, nrow=len(seed_list))
@@ -362,7 +424,6 @@ def truncation(
                   f"{', '.join(f'{v:g}' for v in rows)}")
     if not curve:
         return
-    points = parse_floats(curve_values or curve_default, "curve values")
     dataset, split = open_data(data_, split, loaded)
     results = []
     table = Table(title=f"fidelity/variety · {loaded.name} · {dataset.name} ({split})")
@@ -423,23 +484,23 @@ def plot_curve(path: Path, rows: list[dict], symbol: str, title: str) -> None:
 
 @command
 def interpolate(
-    model_file: Path = typer.Argument(..., help="A run's model.safetensors (or checkpoint)."),
+    model_file: Path = typer.Argument(..., help="A model file, checkpoint, snapshot or run folder (its model.safetensors, else newest snapshot)."),
     seeds: str = typer.Option("0-3", help="Key seeds (slerp, lerp-w); the walk uses the first."),
     path: PathKind = typer.Option(PathKind.slerp, help="slerp in Z | lerp-w in W (StyleGAN2) | walk (ProGAN's smoothed random walk)."),
-    frames: int = typer.Option(24, help="Frames from one key to the next."),
+    frames: int = typer.Option(24, min=1, help="Frames from one key to the next."),
     loop: bool = typer.Option(True, help="Return to the first key at the end."),
-    seconds: float = typer.Option(8.0, help="Length of the walk."),
-    sigma: float = typer.Option(0.75, help="The walk's temporal blur in seconds (ProGAN: 45 frames at 60 Hz)."),
-    fps: int = typer.Option(24, help="Frames per second."),
+    seconds: float = typer.Option(8.0, callback=at_least(0, above=True), help="Length of the walk (> 0)."),
+    sigma: float = typer.Option(0.75, callback=at_least(0, above=True), help="The walk's temporal blur in seconds, > 0 (ProGAN: 45 frames at 60 Hz)."),
+    fps: int = typer.Option(24, min=1, max=100, help="Frames per second (GIF delays are in 1/100 s)."),
     class_: Optional[int] = typer.Option(None, "--class", help="Class label for conditional models."),
     truncation: Optional[float] = typer.Option(None, help="ψ (StyleGAN2) or threshold (BigGAN)."),
     noise_mode: Optional[NoiseMode] = typer.Option(None, help="StyleGAN2 noise inputs \\[default: const]."),
-    scale: Optional[int] = typer.Option(None, help="Upscale frames by this factor \\[default: to >= 256 px]."),
+    scale: Optional[int] = typer.Option(None, min=1, help="Upscale frames by this factor \\[default: to >= 256 px]."),
     out: Optional[Path] = typer.Option(None, help="Output .gif (an .mp4 is written beside it) \\[default: next to the model]."),
 ):
     """A video along a latent path: slerp between seeds' z, lerp between their w, or ProGAN's walk."""
+    seed_list = parse_seeds(seeds)  # before the model is read: a typo fails at once
     loaded = load(model_file)
-    seed_list = parse_seeds(seeds)
     options = options_for(loaded, noise_mode)
     check_truncation(loaded, truncation)
     cfg = loaded.cfg
@@ -501,7 +562,7 @@ def parse_layers(text: str, num_ws: int, resolution: int) -> tuple[int, int]:
 
 @command
 def mix(
-    model_file: Path = typer.Argument(..., help="A StyleGAN2 model file."),
+    model_file: Path = typer.Argument(..., help="A StyleGAN2 model file, snapshot or run folder."),
     rows: str = typer.Option("0-4", help="Row sources (A): their styles outside --layers."),
     columns: str = typer.Option("5-9", help="Column sources (B): their styles in --layers."),
     layers: str = typer.Option("coarse", help="Styles copied from B: coarse (0-3), middle (4-7), fine (8-), or a range like 2-5."),
@@ -514,6 +575,7 @@ def mix(
     styles with B's in the chosen layers."""
     loaded = load(model_file)
     require_styled(loaded, "mix")
+    check_truncation(loaded, truncation)
     cfg = loaded.cfg
     start, stop = parse_layers(layers, cfg.num_ws, cfg.resolution)
     row_seeds, col_seeds = parse_seeds(rows, "row seeds"), parse_seeds(columns, "column seeds")
@@ -578,22 +640,22 @@ def generated(loaded: Loaded, seeds: list[int], labels: Optional[torch.Tensor]) 
 
 @command
 def project(
-    model_file: Path = typer.Argument(..., help="A StyleGAN2 model file."),
+    model_file: Path = typer.Argument(..., help="A StyleGAN2 model file, snapshot or run folder."),
     images: Optional[List[Path]] = typer.Argument(None, help="Image files to project."),
     seeds: Optional[str] = typer.Option(None, help="Also project the model's own images for these seeds."),
     data_: Optional[str] = typer.Option(None, "--data", help="Dataset for --indices and --detect's calibration \\[default: fashion-mnist]."),
     indices: Optional[str] = typer.Option(None, help="Also project these dataset images, e.g. 0-7."),
     split: Optional[str] = typer.Option(None, help="Split of --indices \\[default: test where there is one]."),
     space: Space = typer.Option(Space.w, help="w: one w for all layers (the paper's choice) | w+: one per layer."),
-    steps: int = typer.Option(1000, help="Optimisation steps (the paper: 1000)."),
-    pixel_weight: float = typer.Option(1.0, help="Weight of pixel MSE in the distance."),
-    noise_weight: float = typer.Option(1e5, help="α, the noise-map regularization weight."),
-    w_samples: int = typer.Option(10_000, help="Mapping samples for w̄ and σ_w."),
+    steps: int = typer.Option(1000, min=1, help="Optimisation steps (the paper: 1000)."),
+    pixel_weight: float = typer.Option(1.0, callback=at_least(0), help="Weight of pixel MSE in the distance (>= 0)."),
+    noise_weight: float = typer.Option(1e5, callback=at_least(0), help="α, the noise-map regularization weight (>= 0)."),
+    w_samples: int = typer.Option(10_000, min=2, help="Mapping samples for w̄ and σ_w."),
     class_: Optional[int] = typer.Option(None, "--class", help="Class label for conditional models."),
-    seed: int = typer.Option(0, help="Seeds the initial noise maps and the noise on w."),
+    seed: int = typer.Option(0, min=0, max=MAX_SEED, help="Seeds the initial noise maps and the noise on w."),
     detect: bool = typer.Option(False, "--detect", help="Call each target generated or real by its distance (§5.1)."),
-    threshold: Optional[float] = typer.Option(None, help="--detect: distances up to this are 'generated' \\[default: calibrated]."),
-    calibrate: int = typer.Option(8, help="--detect without --threshold: project this many generated and real images to set it."),
+    threshold: Optional[float] = typer.Option(None, callback=finite, help="--detect: distances up to this are 'generated' \\[default: calibrated]."),
+    calibrate: int = typer.Option(8, min=1, help="--detect without --threshold: project this many generated and real images to set it."),
     out: Optional[Path] = typer.Option(None, help="Output folder \\[default: projection/ next to the model]."),
 ):
     """Project images into W (Appendix D); save latents, reconstructions and a progress GIF."""
@@ -604,13 +666,9 @@ def project(
 
     loaded = load(model_file)
     require_styled(loaded, "project")
-    if steps < 1:
-        raise SampleError(f"--steps must be >= 1, got {steps}")
     targets, names = load_targets(loaded, images or [], seeds, data_, indices, split, class_)
     n = len(targets)
     if detect and threshold is None:
-        if calibrate < 1:
-            raise SampleError("--detect needs --threshold or --calibrate >= 1")
         real_set, _ = open_data(data_, "train", loaded)
         pick = torch.randperm(len(real_set), generator=torch.Generator().manual_seed(1))
         if models.conditional(loaded.cfg):  # real images of the class the projection assumes
@@ -628,7 +686,7 @@ def project(
                                 distance=distance, labels=labels, noise_weight=noise_weight,
                                 w_samples=w_samples, generator=torch.Generator().manual_seed(seed),
                                 snapshot_every=every)
-    folder = output_folder(out, loaded.path.with_name("projection"))
+    folder = output_folder(out, loaded.home / "projection")
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {"ws": result.ws[:n].cpu().contiguous(), "distance": result.distance[:n],
                "target": targets[:n].cpu().contiguous()}
@@ -673,17 +731,17 @@ def project(
 
 @command
 def score(
-    model_file: Path = typer.Argument(..., help="A run's model.safetensors (or checkpoint)."),
+    model_file: Path = typer.Argument(..., help="A model file, checkpoint, snapshot or run folder (its model.safetensors, else newest snapshot)."),
     metrics: str = typer.Option("fid,kid,pr", help="Comma-separated: swd, fid, kid, pr, msssim, is."),
     data_: Optional[str] = typer.Option(None, "--data", help="Real images \\[default: fashion-mnist]."),
     split: Optional[str] = typer.Option(None, help="Dataset split \\[default: test where there is one]."),
-    num_images: int = typer.Option(1000, help="Generated (and real) images."),
+    num_images: int = typer.Option(1000, min=2, help="Generated (and real) images."),
     truncation: Optional[float] = typer.Option(None, help="ψ (StyleGAN2) or threshold (BigGAN)."),
     noise_mode: Optional[NoiseMode] = typer.Option(None, help="StyleGAN2 noise inputs \\[default: const]."),
     class_: Optional[int] = typer.Option(None, "--class", help="Only this class \\[default: uniform labels]."),
     extractor: str = typer.Option("fashion", help="Feature extractor: fashion | inception."),
-    seed: int = typer.Option(0, help="Seed of the generated images and the metrics' draws."),
-    batch_size: int = typer.Option(64, help="Batch size for generation and features."),
+    seed: int = typer.Option(0, min=0, max=MAX_SEED, help="Seed of the generated images and the metrics' draws."),
+    batch_size: int = typer.Option(64, min=1, help="Batch size for generation and features."),
     cache_dir: Optional[Path] = typer.Option(None, help="Cache of real features \\[default: ~/.cache/nanogan/stats]."),
     per_class: bool = typer.Option(False, "--per-class", help="Conditional models: the classifier's accuracy on each class's images."),
     out: Optional[Path] = typer.Option(None, help="Output JSON \\[default: scores.json next to the model]."),

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from nanogan import checkpoint, config, progan
+from nanogan import checkpoint, config, progan, runs
 
 MODELS: dict[str, ModuleType] = {"progan": progan}
 
@@ -99,8 +99,12 @@ def random_sampler(module: ModuleType, G: torch.nn.Module, cfg: Any):
 
 
 def load_generator(path: str | Path, device: str | torch.device = "cpu"):
-    """(model module, config, G_ema in eval mode) from a sampling or training checkpoint."""
+    """(model module, config, G_ema in eval mode) from a model file, a training checkpoint, a
+    snapshot or a run folder (its model.safetensors, else newest snapshot, else checkpoint)."""
+    path = runs.model_file(Path(path))
     ckpt = checkpoint.load(path)
+    if not isinstance(ckpt.state, dict) or "G_ema" not in ckpt.state:
+        raise checkpoint.CheckpointError(f"{path} holds no generator weights ('G_ema')")
     module = MODELS.get(ckpt.model)
     if module is None:
         raise checkpoint.CheckpointError(f"{path}: unknown model {ckpt.model!r}")

@@ -12,7 +12,7 @@ from PIL import Image
 from safetensors import safe_open
 from typer.testing import CliRunner
 
-from nanogan import checkpoint, config, models, progan, stylegan2
+from nanogan import checkpoint, config, models, progan, runs, stylegan2
 from nanogan.projector import w_statistics
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -331,3 +331,132 @@ def test_score_per_class_reports_the_classifier_accuracy_of_each_class(files, fo
     assert "Ankle boot" in result.output
     fails("score", files["stylegan2"], "--metrics", "fid", "--data", folder_data,
           "--num-images", 4, "--per-class", match="--per-class applies to class-conditional")
+
+
+# ----------------------------------------------------------------- run folders and snapshots
+
+
+def progan_state(seed):
+    """A tiny ProGAN's (config dict, state_dict) whose weights depend on `seed`."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        cfg = progan.Config(resolution=32, z_dim=16, fmap_base=64, fmap_max=16)
+        G = progan.Generator(cfg).eval()
+    return config.to_dict(cfg) | {"_preset": "test"}, G.state_dict()
+
+
+def save_training(path, seed, images_seen):
+    """A training checkpoint as train.py writes one: G, G_ema and the progress, kind "training"."""
+    cfg, state = progan_state(seed)
+    checkpoint.save(path, {"G": progan_state(seed + 100)[1], "G_ema": state,
+                           "progress": {"step": 1, "images_seen": images_seen, "seed": 0}},
+                    kind="training", model="progan", config=cfg)
+    return path
+
+
+@pytest.fixture(scope="module")
+def run_folder(tmp_path_factory):
+    """A run with snapshots at 1 and 2 kimg (G_ema seeds 1, 2), then a newer checkpoint (seed 3)
+    and no model.safetensors."""
+    run = tmp_path_factory.mktemp("run")
+    ckpt = run / "checkpoint.safetensors"
+    for kimg in (1, 2):
+        runs.add_snapshot(run, save_training(ckpt, kimg, kimg * 1000), kimg * 1000)
+    save_training(ckpt, 3, 2500)
+    return run
+
+
+def test_a_run_folder_or_a_snapshot_works_where_a_model_file_does(run_folder, tmp_path):
+    """A run folder means its newest snapshot (no model.safetensors here): the same images as
+    that snapshot's file, not the older snapshot's or the checkpoint's; outputs go in the folder."""
+    snaps = [path for _, path in runs.snapshots(run_folder)]
+    for i, path in enumerate(snaps + [run_folder / "checkpoint.safetensors"]):
+        ok("grid", path, "--seeds", "0-3", "--out", tmp_path / f"{i}.png")
+    result = ok("grid", run_folder, "--seeds", "0-3")
+    assert "snapshot-000002.safetensors" in result.output  # says which file it read
+    from_folder = png(run_folder / "seeds-0-3.png")
+    assert np.array_equal(from_folder, png(tmp_path / "1.png"))
+    assert not np.array_equal(from_folder, png(tmp_path / "0.png"))
+    assert not np.array_equal(from_folder, png(tmp_path / "2.png"))
+    ok("interpolate", run_folder, "--seeds", "0,1", "--frames", 2, "--scale", 1)
+    assert Image.open(run_folder / "interpolate-slerp-0.gif").n_frames == 2 * 2  # keys × frames
+
+
+def test_a_run_folder_prefers_its_model_file(files, tmp_path):
+    """With model.safetensors in the folder, every command reads it (here: truncation rows)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model.safetensors").write_bytes(files["stylegan2"].read_bytes())
+    save_training(run / "checkpoint.safetensors", 0, 1000)  # a ProGAN: would be refused below
+    ok("truncation", run, "--values", "1,0.5", "--seeds", "0-2")
+    ok("truncation", run / "model.safetensors", "--values", "1,0.5", "--seeds", "0-2",
+       "--out", tmp_path)
+    assert np.array_equal(png(run / "truncation.png"), png(tmp_path / "truncation.png"))
+
+
+def test_a_folder_without_a_model_names_what_was_looked_for(tmp_path):
+    fails("grid", tmp_path, match=f"{tmp_path} holds no model to sample from: looked for "
+          "model.safetensors, snapshots/snapshot-*.safetensors and checkpoint.safetensors")
+
+
+# ----------------------------------------------------------------------- ranges of options
+
+
+@pytest.mark.parametrize("seeds, message", [
+    ("3-1", "seed range 3-1 is reversed; write 1-3"),
+    ("0,7-2", "seed range 7-2 is reversed; write 2-7"),
+    ("-2", "seeds are whole numbers >= 0; got '-2'"),
+    ("1--3", "seeds are whole numbers >= 0; got '1--3'"),
+    ("0-x", "seeds look like 0-63 or 1,5,9; got '0-x'"),
+    ("1.5", "seeds look like 0-63 or 1,5,9"),
+    ("0-18446744073709551616", "seeds must be in [0, 2^64)"),
+    (",", "no seeds given"),
+])
+def test_seed_lists_are_checked(files, seeds, message):
+    """Reversed ranges, negative numbers and garbage are refused on stderr, exit 2."""
+    result = fails("grid", files["progan"], "--seeds", seeds, match=message)
+    assert message in " ".join(result.stderr.split()) and not result.stdout
+
+
+def test_other_number_lists_name_themselves(files):
+    fails("mix", files["stylegan2"], "--rows", "4-2", match="row seed range 4-2 is reversed; "
+          "write 2-4")
+    fails("classes", files["conditional"], "--classes", "2-0", match="class range 2-0 is "
+          "reversed; write 0-2")
+
+
+def refused(*args, option, allowed):
+    """Exit 2, and the error on stderr names the option and its allowed values."""
+    result = run(*args)
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.stderr.replace("│", " ").split())
+    assert option in text and allowed in text, result.stderr
+
+
+@pytest.mark.parametrize("args, option, allowed", [
+    (["grid", "--columns", "0"], "--columns", "greater than or equal to 1"),  # counts
+    (["interpolate", "--fps", "101"], "--fps", "less than or equal to 100"),  # bounded counts
+    (["score", "--num-images", "1"], "--num-images", "greater than or equal to 2"),
+    (["score", "--seed", "-1"], "--seed", "greater than or equal to 0"),  # seeds
+    (["interpolate", "--seconds", "0"], "--seconds", "must be a number > 0, got 0"),  # (0, ∞)
+    (["interpolate", "--sigma", "nan"], "--sigma", "must be a number > 0, got nan"),
+    (["project", "--noise-weight", "-1"], "--noise-weight", "must be a number >= 0, got -1"),
+    (["project", "--threshold", "inf"], "--threshold", "must be a finite number, got inf"),
+])
+def test_numeric_options_are_checked_before_anything_is_loaded(files, args, option, allowed):
+    """Each kind of numeric option (count, bounded count, seed, positive and non-negative
+    float, unbounded float) refuses values outside its range with exit 2, naming the range."""
+    refused(args[0], files["stylegan2"], *args[1:], option=option, allowed=allowed)
+
+
+def test_truncation_values_are_checked_per_model(files):
+    """A BigGAN threshold must be positive; a StyleGAN2 ψ may be any finite number."""
+    fails("grid", files["biggan"], "--truncation", "0", match="--truncation 0: biggan's "
+          "threshold must be > 0")
+    fails("truncation", files["biggan"], "--values", "1,-0.5", match="--values -0.5: biggan's "
+          "threshold must be > 0")
+    fails("truncation", files["stylegan2"], "--values", "1,nan", match="--values nan: "
+          "stylegan2's ψ must be a finite number")
+    fails("truncation", files["stylegan2"], "--curve", "--curve-values", "inf", match=
+          "--curve-values inf: stylegan2's ψ must be a finite number")
+    fails("mix", files["stylegan2"], "--truncation", "nan", match="--truncation nan")
