@@ -43,6 +43,7 @@ pytestmark = pytest.mark.skipif(not torch.distributed.is_available(),
 def _train_module():
     spec = importlib.util.spec_from_file_location("nanogan_train_script", ROOT / "train.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while it executes
     spec.loader.exec_module(module)
     return module
 
@@ -69,7 +70,7 @@ def _worker(model: str, folder: str) -> None:
         recipe.train_step(reals[rank * n:(rank + 1) * n], labels[rank * n:(rank + 1) * n])
     G, D = unwrap(recipe.G), unwrap(recipe.D)
     out = {"G": _flat(G), "D": _flat(D), "G_buffers": _flat(G, buffers=True),
-           "G_ema": _flat(recipe.G_ema)}
+           "D_buffers": _flat(D, buffers=True), "G_ema": _flat(recipe.G_ema)}
     gathered = {k: accelerator.gather(v[None].contiguous()) for k, v in out.items()}
     if accelerator.is_main_process:
         save_file({k: v.contiguous() for k, v in gathered.items()},
@@ -112,7 +113,8 @@ def two_processes(request, tmp_path_factory):
 
 
 def test_parameters_stay_identical_across_ranks(two_processes):
-    """After several steps, every parameter, buffer and EMA weight is bitwise the same on both ranks."""
+    """After several steps, every parameter, buffer and EMA weight is bitwise the same on both
+    ranks — with DDP's buffer broadcast off (train.make_accelerator): equal by construction."""
     model, gathered = two_processes
     for name, per_rank in gathered.items():
         assert per_rank.shape[0] == 2

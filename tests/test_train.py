@@ -72,6 +72,11 @@ def run_args(model: str, folder: Path, out: Path, kimg: float, *extra: str) -> l
             *TINY[model], *extra]
 
 
+def said(done: subprocess.CompletedProcess) -> str:
+    """Everything a run printed, on both streams, with whitespace folded."""
+    return " ".join((done.stdout + done.stderr).split())
+
+
 def tensors(path: Path) -> dict[str, torch.Tensor]:
     return load_file(str(path))
 
@@ -178,7 +183,7 @@ def test_a_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(folder, env,
     done = train(["--resume", str(out), "--kimg", "0.064", "--set", "gp_weight=nan",
                   "--snapshot-kimg", "0.008", "--log-every", "1"], env, check=False)
     assert done.returncode == 1
-    assert "non-finite loss_D" in done.stdout and "at step 5" in done.stdout
+    assert "non-finite loss_D" in done.stderr and "at step 5" in done.stderr
     assert (out / "checkpoint.safetensors").read_bytes() == good
 
 
@@ -192,7 +197,7 @@ def test_rollback_reloads_the_checkpoint_with_new_seeds(folder, env, tmp_path):
     events = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     seeds = [e["seed"] for e in events if e.get("event") == "rollback"]
     assert len(seeds) == 3 and len(set(seeds)) == 3
-    assert "rolled back to kimg 0.03" in " ".join(done.stdout.split())
+    assert "rolled back to kimg 0.03" in said(done)
 
 
 def test_resume_refuses_a_pickle_and_another_models_checkpoint(folder, env, tmp_path):
@@ -200,12 +205,12 @@ def test_resume_refuses_a_pickle_and_another_models_checkpoint(folder, env, tmp_
     fake = tmp_path / "checkpoint.safetensors"
     fake.write_bytes(pickle.dumps({"G": torch.zeros(1)}))
     done = train(["--resume", str(fake)], env, check=False)
-    assert done.returncode == 2 and "pickle" in done.stdout
+    assert done.returncode == 2 and "pickle" in done.stderr
     out = tmp_path / "run"
     train(run_args("progan", folder, out, 0.016), env)
     done = train(["--model", "stylegan2", "--resume", str(out)], env, check=False)
     assert done.returncode == 2
-    assert "is a progan checkpoint, not stylegan2" in " ".join(done.stdout.split())
+    assert "is a progan checkpoint, not stylegan2" in " ".join(done.stderr.split())
 
 
 def test_an_existing_run_is_not_overwritten(folder, env, tmp_path):
@@ -223,11 +228,11 @@ def test_a_corrupt_image_is_named_or_skipped_and_counted(folder, env, tmp_path):
     (bad / "a" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     done = train(run_args("progan", bad, tmp_path / "run", 0.016), env, check=False)
     assert done.returncode == 2
-    message = " ".join(done.stdout.split())
+    message = " ".join(done.stderr.split())
     assert str(bad / "a" / "broken.png") in message and "--skip-bad" in message
     assert not (tmp_path / "run").exists()
     done = train(run_args("progan", bad, tmp_path / "run", 0.016, "--skip-bad"), env)
-    assert "skipped 1 unreadable images" in " ".join(done.stdout.split())
+    assert "skipped 1 unreadable images" in said(done)
     assert json.loads((tmp_path / "run" / "config.json").read_text())["skipped"] == 1
 
 
