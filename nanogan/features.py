@@ -54,16 +54,25 @@ class Extractor:
     resize: str | None  # recorded in the protocol
     resolution: int | None = None  # inputs must have this size (None: the model resizes itself)
     fingerprint: str = ""  # identifies the weights, so a retrained network misses the cache
+    channels: tuple[int, ...] = (1, 3)  # colour channels the network accepts
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def to(self, device: torch.device | str) -> Extractor:
+        """The same extractor with its network on `device` (its outputs come back there too)."""
+        return dataclasses.replace(self, model=self.model.to(device))
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features (b, d) and probabilities (b, k) in float32, on the network's device."""
         if self.resolution is not None and images.shape[-2:] != (self.resolution,) * 2:
             raise ValueError(f"this extractor needs {self.resolution}×{self.resolution} images, "
                              f"got {tuple(images.shape[-2:])}; use the 'inception' extractor for "
                              "other sizes")
-        device = next(self.model.parameters()).device
-        features, logits = self.model(images.to(device, torch.float32))
-        return features.float().cpu(), logits.double().softmax(1).float().cpu()
+        features, logits = self.model(images.to(self.device, torch.float32))
+        return features.float(), logits.double().softmax(1).float()
 
 
 class _ClassifierOutputs(nn.Module):
@@ -112,7 +121,8 @@ def batches(images: torch.Tensor | Iterable[torch.Tensor],
 
 def extract(extractor: str | Extractor, images: torch.Tensor | Iterable[torch.Tensor], *,
             batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
-    """Features (n, d) and class probabilities (n, k) of all images, computed batch by batch."""
+    """Features (n, d) and class probabilities (n, k) of all images, computed batch by batch on
+    the extractor's device (an extractor given by name runs on the CPU)."""
     extractor = get_extractor(extractor) if isinstance(extractor, str) else extractor
     outputs = [extractor(batch) for batch in batches(images, batch_size)]
     if not outputs:
@@ -126,6 +136,58 @@ def default_cache_dir() -> Path:
     return cache / "nanogan" / "stats"
 
 
+def cache_path(protocol: Protocol, fingerprint: str, cache_dir: str | Path | None = None) -> Path:
+    """Where the real features of `protocol` under weights `fingerprint` are cached."""
+    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    return folder / f"{protocol.key(fingerprint)}.safetensors"
+
+
+def _record(protocol: Protocol) -> dict[str, str]:
+    return {k: json.dumps(v) for k, v in dataclasses.asdict(protocol).items()}
+
+
+def load_cached(protocol: Protocol, fingerprint: str, cache_dir: str | Path | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(features, probs) from the cache, on the CPU, or None when the file is absent or was
+    written for another protocol."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    path = cache_path(protocol, fingerprint, cache_dir)
+    if not path.is_file():
+        return None
+    record = _record(protocol)
+    with safe_open(str(path), framework="pt") as f:
+        if {k: v for k, v in (f.metadata() or {}).items() if k in record} != record:
+            return None
+    stats = load_file(str(path))
+    return stats["features"], stats["probs"]
+
+
+def store_cached(features: torch.Tensor, probs: torch.Tensor, protocol: Protocol,
+                 fingerprint: str, cache_dir: str | Path | None = None) -> Path:
+    """Write (features, probs) to the cache atomically (temporary file + rename), with the
+    protocol in the file's metadata; concurrent writers of one protocol leave one whole file."""
+    from safetensors.torch import save_file
+
+    if len(features) != protocol.num_images:
+        raise ValueError(f"the protocol asks for {protocol.num_images} real images, "
+                         f"got {len(features)}")
+    path = cache_path(protocol, fingerprint, cache_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file({"features": features.detach().cpu().contiguous(),
+                   "probs": probs.detach().cpu().contiguous()}, tmp,
+                  metadata={**_record(protocol), "weights": fingerprint})
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
 def real_features(images: torch.Tensor | Callable[[], torch.Tensor | Iterable[torch.Tensor]],
                   protocol: Protocol, *, cache_dir: str | Path | None = None,
                   batch_size: int = 64,
@@ -134,33 +196,14 @@ def real_features(images: torch.Tensor | Callable[[], torch.Tensor | Iterable[to
 
     `images` is the tensor of real images, or a function returning it (called only on a cache
     miss). The cache file `<cache_dir>/<protocol.key()>.safetensors` is written atomically and
-    stores the protocol in its metadata, which is checked when the file is read back.
+    stores the protocol in its metadata, which is checked when the file is read back. Results
+    are on the CPU.
     """
-    from safetensors import safe_open
-    from safetensors.torch import load_file, save_file
-
     extractor = extractor or get_extractor(protocol.extractor)
-    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    path = folder / f"{protocol.key(extractor.fingerprint)}.safetensors"
-    record = {k: json.dumps(v) for k, v in dataclasses.asdict(protocol).items()}
-    if path.is_file():
-        with safe_open(str(path), framework="pt") as f:
-            if {k: v for k, v in (f.metadata() or {}).items() if k in record} == record:
-                stats = load_file(str(path))
-                return stats["features"], stats["probs"]
+    cached = load_cached(protocol, extractor.fingerprint, cache_dir)
+    if cached is not None:
+        return cached
     features, probs = extract(extractor, images() if callable(images) else images,
                               batch_size=batch_size)
-    if len(features) != protocol.num_images:
-        raise ValueError(f"the protocol asks for {protocol.num_images} real images, "
-                         f"got {len(features)}")
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file({"features": features.contiguous(), "probs": probs.contiguous()}, tmp,
-                  metadata={**record, "weights": extractor.fingerprint})
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return features, probs
+    store_cached(features, probs, protocol, extractor.fingerprint, cache_dir)
+    return features.cpu(), probs.cpu()

@@ -86,14 +86,15 @@ def render(module: ModuleType, G: torch.nn.Module, z: torch.Tensor,
 
 
 def random_sampler(module: ModuleType, G: torch.nn.Module, cfg: Any):
-    """`generate(b, generator)` for metrics: b images from fresh latents (and uniform labels)."""
+    """`generate(b, generator)` for metrics: b images on G's device from fresh latents (and
+    uniform labels)."""
     device = next(G.parameters()).device
 
     @torch.no_grad()
     def generate(b: int, g: torch.Generator) -> torch.Tensor:
         z = torch.randn(b, cfg.z_dim, generator=g)
         y = torch.randint(cfg.num_classes, (b,), generator=g).to(device) if conditional(cfg) else None
-        return module.generate(G, z.to(device), y).float().cpu()
+        return module.generate(G, z.to(device), y).float()
 
     return generate
 

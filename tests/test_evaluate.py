@@ -3,14 +3,18 @@
 A tiny random-weight extractor stands in for the real networks; mock generators stand in for GANs.
 """
 
+import threading
+
 import pytest
 import torch
+from hypothesis import example, given
+from hypothesis import strategies as st
 from strategies import generator
 
 from nanogan.data import to_float, to_uint8
-from nanogan.evaluate import METRICS, MetricResult, evaluate, evaluate_images, pick_real_images
+from nanogan.evaluate import (METRICS, MIN_IMAGES, MetricResult, MetricSetupError, Shares,
+                              check_setup, evaluate, evaluate_images, pick_real_images)
 from nanogan.features import EXTRACTORS, Extractor, Protocol
-
 
 
 class Tiny(torch.nn.Module):
@@ -202,3 +206,214 @@ def test_class_accuracy_matches_a_per_image_count():
     assert result["acc_mean"] == pytest.approx(sum(result[f"acc_{k}"] for k in range(4)) / 4)
     perfect = class_accuracy(torch.eye(4)[labels], labels, 4)
     assert perfect["acc_mean"] == 1.0
+
+
+# --- check_setup: a setup that cannot work is refused before any image is drawn -------------
+
+def setup(**changes):
+    """check_setup's arguments for a setup that works: Toy-sized images, the tiny extractor."""
+    return {"extractor": "tiny", "num_images": 24, "num_real": 24, "resolution": 16,
+            "channels": 1, **changes}
+
+
+def test_check_setup_accepts_a_setup_that_evaluate_scores():
+    """Every metric at its smallest accepted count: check_setup passes and evaluate scores it."""
+    for name, (least, _) in MIN_IMAGES.items():
+        assert check_setup([name], **setup(num_images=least)) is None
+        assert name in run([name], num_images=least, batch_size=3)
+        with pytest.raises(MetricSetupError, match=f"{name} needs at least {least} images"):
+            check_setup([name], **setup(num_images=least - 1))
+
+
+def test_the_fewest_images_are_what_the_metric_functions_need():
+    """One image fewer than MIN_IMAGES makes fid, kid, pr and msssim fail in the metric function
+    itself (is and swd could score one image; 2 is a floor for every metric)."""
+    from nanogan.fid import fid, kid
+    from nanogan.msssim import ms_ssim_diversity
+    from nanogan.precision_recall import precision_recall
+
+    calls = {"fid": lambda f, x: fid(f, f), "kid": lambda f, x: kid(f, f),
+             "pr": lambda f, x: precision_recall(f, f, k=3),
+             "msssim": lambda f, x: ms_ssim_diversity(x, pairs=4)}
+    g = generator(8)
+    for name, call in calls.items():
+        n = MIN_IMAGES[name][0]
+        call(torch.randn(n, 4, generator=g), torch.rand(n, 1, 16, 16, generator=g))
+        with pytest.raises(ValueError):
+            call(torch.randn(n - 1, 4, generator=g), torch.rand(n - 1, 1, 16, 16, generator=g))
+    assert min(least for least, _ in MIN_IMAGES.values()) == 2
+
+
+@pytest.mark.parametrize("metrics, changes, message", [
+    (["fid", "lpips"], {},
+     r"unknown metrics \['lpips'\]; choose from swd, fid, kid, pr, msssim, is"),
+    ([], {}, "unknown metrics none given"),
+    (["fid"], {"extractor": "incepton"},
+     r"unknown extractor 'incepton'; choose from .*fashion, inception.*did you mean 'inception'"),
+    (["fid"], {"num_images": 40}, "reference split has only 24 real images; use at most 24"),
+    (["swd"], {"resolution": 8}, "swd needs images of at least 16×16 pixels, got 8×8"),
+    (["msssim"], {"resolution": 8}, "msssim needs images of at least 16×16 pixels"),
+    (["swd"], {"resolution": 33}, "halves 33×33 images 1 times.*divisible by 2"),
+    (["fid"], {"extractor": "fashion", "resolution": 64},
+     "extractor 'fashion' takes 32×32 images, these are 64×64.*resizes.*'inception'"),
+    (["kid"], {"extractor": "fashion", "resolution": 32, "channels": 4},
+     "extractor 'fashion' takes images with 1 or 3 channels, got 4"),
+    (["fid"], {"resolution": 0}, "need resolution >= 1"),
+])
+def test_check_setup_names_the_problem_and_the_remedy(metrics, changes, message):
+    with pytest.raises(MetricSetupError, match=message):
+        check_setup(metrics, **setup(**changes))
+
+
+def test_check_setup_is_a_value_error_and_pixel_metrics_ignore_the_extractor():
+    assert issubclass(MetricSetupError, ValueError)
+    check_setup(["swd", "msssim"], **setup(extractor="no such thing"))  # not used: no error
+    check_setup(["fid"], **setup(extractor="fashion", resolution=32, channels=3))
+
+
+def test_check_setup_says_where_inception_weights_are_looked_for(tmp_path, monkeypatch):
+    """Missing weights name the path searched and how to provide them; a wrong file is named too."""
+    missing = tmp_path / "weights.pth"
+    monkeypatch.setenv("NANOGAN_INCEPTION", str(missing))
+    inception = setup(extractor="inception", resolution=64, channels=3)
+    with pytest.raises(MetricSetupError, match=f"no FID Inception weights at {missing}.*"
+                       r"NANOGAN_INCEPTION.*or choose another extractor: .*fashion"):
+        check_setup(["fid"], **inception)
+    missing.write_bytes(b"not a checkpoint")
+    with pytest.raises(MetricSetupError, match="is not the FID Inception weights"):
+        check_setup(["is"], **inception)
+    check_setup(["swd"], **inception)  # pixels only: the weights are not needed
+
+
+def test_check_setup_accepts_inception_weights_that_load(tmp_path, monkeypatch):
+    from safetensors.torch import save_file
+
+    from nanogan.inception import FIDInceptionV3
+
+    path = tmp_path / "inception.safetensors"
+    state = FIDInceptionV3().half().state_dict()  # half: a smaller file, loaded as float32
+    save_file({k: v for k, v in state.items() if "num_batches" not in k}, str(path))
+    monkeypatch.setenv("NANOGAN_INCEPTION", str(path))
+    check_setup(["fid", "is"], **setup(extractor="inception", resolution=64, channels=3))
+
+
+# --- many processes: each its share, gathered; the numbers do not depend on the split ---------
+
+def thread_gathers(world):
+    """`world` all-gathers over threads: each waits for all tensors, concatenates in rank order."""
+    slots, barrier = [None] * world, threading.Barrier(world)
+
+    def gather_for(rank):
+        def gather(tensor):
+            slots[rank] = tensor
+            barrier.wait()  # everyone has put theirs
+            out = torch.cat(slots)
+            barrier.wait()  # everyone has read before anyone puts the next one
+            return out
+        return gather
+    return [gather_for(r) for r in range(world)]
+
+
+def run_on_threads(world, metrics, cache_dirs=None, generates=None, errors=False, **kw):
+    """evaluate on `world` ranks at once (threads): every rank's results (or, with errors=True,
+    the exception it raised)."""
+    gathers, results = thread_gathers(world), [None] * world
+
+    def rank_main(rank):
+        try:
+            results[rank] = run(metrics, rank=rank, world=world, gather=gathers[rank],
+                                cache_dir=(cache_dirs or [None] * world)[rank],
+                                generate=(generates or [noise] * world)[rank], **kw)
+        except Exception as err:
+            results[rank] = err
+            if not errors:
+                raise
+    threads = [threading.Thread(target=rank_main, args=(r,), daemon=True) for r in range(world)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads), "a rank is stuck in a gather"
+    assert all(r is not None for r in results), "a rank failed (see the thread's traceback)"
+    return results
+
+
+def values(results):
+    """{"fid": 6.6, "kid/mean": 9.0, …}: the numbers of all results, one level deep."""
+    flat = {}
+    for name, result in results.items():
+        items = result.value.items() if isinstance(result.value, dict) else [("", result.value)]
+        flat |= {f"{name}/{key}".rstrip("/"): value for key, value in items}
+    return flat
+
+
+@given(n=st.integers(1, 12), batch_size=st.integers(1, 5), world=st.integers(1, 6))
+@example(n=7, batch_size=3, world=5)  # more processes than batches: two get none
+def test_shares_cover_every_batch_once_in_order(n, batch_size, world):
+    """The processes' runs of batches tile 0..B-1 in rank order, counts differing by <= 1 batch."""
+    shares = Shares(n, batch_size, world)
+    runs = [shares.batches(r) for r in range(world)]
+    assert [j for r in runs for j in r] == list(range(-(-n // batch_size)))
+    assert sum(shares.sizes) == n and all(1 <= s <= batch_size for s in shares.sizes)
+    assert max(map(len, runs)) - min(map(len, runs)) <= 1
+
+
+@pytest.mark.parametrize("world, metrics", [
+    (3, list(METRICS)),  # shares of 7, 7 and 10 images
+    (5, ["fid", "swd"]),  # more processes than the 4 batches: rank 0 has none
+])
+def test_any_number_of_processes_gives_the_one_process_numbers(world, metrics, tmp_path):
+    """Each process's share, gathered, scores as one process scoring all 24 images."""
+    one = values(run(metrics, seed=4, cache_dir=tmp_path / "one"))
+    for results in run_on_threads(world, metrics, seed=4,
+                                  cache_dirs=[tmp_path / "many"] * world):
+        assert values(results) == pytest.approx(one, rel=1e-6)
+
+
+def test_ranks_use_the_cache_only_when_all_find_it(tmp_path):
+    """Rank 0 writes the cache; a rank that misses it makes every rank recompute (no rank waits
+    alone in a gather), and the numbers stay the same."""
+    filled, empty = tmp_path / "filled", tmp_path / "empty"
+    first = run_on_threads(2, ["fid"], cache_dirs=[filled, empty])
+    assert len(list(filled.iterdir())) == 1 and not empty.exists()  # only rank 0 writes
+    data = Toy()
+    mixed = run_on_threads(2, ["fid"], cache_dirs=[filled, empty], dataset=data)
+    assert data.reads == 24 and values(mixed[1]) == values(first[0])
+    both = run_on_threads(2, ["fid"], cache_dirs=[filled, filled], dataset=data)
+    assert data.reads == 24 and values(both[0]) == values(first[0])  # no image decoded
+
+
+def test_distributed_arguments_are_checked():
+    with pytest.raises(ValueError, match=r"rank must be in \[0, 2\), got rank 2"):
+        run(["fid"], rank=2, world=2, gather=lambda t: t)
+    with pytest.raises(ValueError, match="world = 2 processes need a gather function"):
+        run(["fid"], world=2)
+    with pytest.raises(ValueError, match="gather must concatenate the 2 processes' tensors"):
+        run(["fid"], world=2, gather=lambda t: t)
+
+
+class BadImage(Toy):
+    """Image 20 cannot be read (in the share of rank 1 of 2)."""
+
+    def __getitem__(self, i):
+        if i == 20:
+            raise OSError("image 20 is truncated")
+        return super().__getitem__(i)
+
+
+def broken(b, g):
+    raise RuntimeError("out of memory")
+
+
+@pytest.mark.parametrize("metrics", [["fid"], ["swd"]])
+@pytest.mark.parametrize("where, failure", [
+    ({"generates": [noise, broken]}, "out of memory"),
+    ({"dataset": BadImage()}, "image 20 is truncated"),
+])
+def test_a_failure_on_one_process_raises_on_every_process(metrics, where, failure):
+    """A process whose share fails (its generator, or a bad image in its share of the data)
+    makes every process raise, instead of leaving the others waiting in the next gather."""
+    results = run_on_threads(2, metrics, errors=True, **where)
+    assert failure in str(results[1])
+    assert isinstance(results[0], RuntimeError)
+    assert "evaluation failed on process [1]" in str(results[0])

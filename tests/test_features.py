@@ -143,3 +143,29 @@ def test_a_cache_file_with_another_protocol_is_recomputed(tiny, tmp_path):
     features, _ = real_features(images, protocol(), cache_dir=tmp_path)
     torch.testing.assert_close(features, extract(tiny, images)[0])
     assert real_features(lambda: 1 / 0, protocol(), cache_dir=tmp_path)[0].equal(features)
+
+
+def test_outputs_stay_on_the_extractors_device():
+    """Features come back where the network runs (no forced copy to the CPU); "meta" stands in
+    for an accelerator here: shapes and devices without any data."""
+    extractor = tiny_extractor().to("meta")
+    assert extractor.device.type == "meta"
+    features, probs = extractor(torch.rand(2, 1, 8, 8, generator=generator(5)))
+    assert features.device.type == probs.device.type == "meta"
+    assert features.shape == (2, 6) and probs.shape == (2, 3)
+    assert features.dtype == probs.dtype == torch.float32
+
+
+def test_cache_round_trip_and_protocol_check(tmp_path):
+    """What store_cached writes, load_cached returns for that protocol and weights only."""
+    from nanogan.features import cache_path, load_cached, store_cached
+
+    features, probs = torch.randn(5, 6, generator=generator(6)), torch.rand(5, 3)
+    path = store_cached(features, probs, protocol(), "w1", tmp_path)
+    assert path == cache_path(protocol(), "w1", tmp_path) and path.is_file()
+    loaded = load_cached(protocol(), "w1", tmp_path)
+    assert torch.equal(loaded[0], features) and torch.equal(loaded[1], probs)
+    assert load_cached(protocol(), "w2", tmp_path) is None  # other weights: another file
+    assert load_cached(protocol(split="train"), "w1", tmp_path) is None
+    with pytest.raises(ValueError, match="asks for 5 real images, got 4"):
+        store_cached(features[:4], probs[:4], protocol(), "w1", tmp_path)
