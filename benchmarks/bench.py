@@ -2,7 +2,8 @@
 
     python benchmarks/bench.py                       # the CPU table (about 10 minutes)
     python benchmarks/bench.py --only stylegan2-64   # one configuration
-    python benchmarks/bench.py --device cuda --suite gpu
+    python benchmarks/bench.py --device cuda --suite gpu --precision bf16
+    python benchmarks/bench.py --suite modconv       # both modulated-conv paths, per layer
     python benchmarks/bench.py --suite paper         # the papers' widths on a CPU, a few steps
     python benchmarks/bench.py --memory-steps 2000   # RSS over a long run (leak check)
 
@@ -11,6 +12,11 @@ timed over windows of `--steps` iterations (a multiple of 16, so that R1 every 1
 length every 4 or 8 fall into every window in proportion), and the median of `--windows`
 windows is reported, with the spread. The StyleGAN2 rows reproduce the reference port's schedule:
 a D step, R1 every 16, a G step, path length every 4 on half the batch, style mixing 0.9, EMA.
+On CUDA, fp32 means fp32 with TF32 matmuls/convolutions and cuDNN autotuning; bf16 and fp16
+autocast the main phases (fp16 with a GradScaler), R1 and path length stay fp32; MFU = counted
+FLOP/s over the card's dense bf16 peak (`PEAK_BF16`). When --warmup ≥ --steps the FLOPs are
+counted over the last warm-up window instead of an extra one (R1 and path length fall into any
+16 consecutive steps in proportion); every configuration's subprocess has a --timeout.
 FLOPs are counted analytically, per aten op (torch.utils.flop_counter's formulas: convolutions
 and matrix products, forward, backward and double backward), over one window; effective GFLOP/s
 = those FLOPs / the median window time. Peak memory is the subprocess's max RSS (CPU) or
@@ -65,9 +71,9 @@ CPU_SUITE = {
     "progan-tiny": ("progan", {"final_phase": True}, "tiny preset, 32² stable phase"),
     "biggan-tiny": ("biggan", {}, "tiny preset, 2 D steps per G step"),
 }
-GPU_SUITE = {
+GPU_SUITE = {  # batch 32: config F's, and NVlabs' 1-GPU figures (12.53 s/kimg at 256² on an A100)
     "stylegan2-128px": ("stylegan2", dict(resolution=128, channels=3, batch_size=32), "config F widths"),
-    "stylegan2-256px": ("stylegan2", dict(resolution=256, channels=3, batch_size=16), "config F widths"),
+    "stylegan2-256px": ("stylegan2", dict(resolution=256, channels=3, batch_size=32), "config F widths"),
     "biggan-128px": ("biggan", dict(resolution=128, channels=3, batch_size=256, num_classes=1000),
                      "ch 96, batch 256 per GPU"),
 }
@@ -85,9 +91,27 @@ PAPER_SUITE = {
                                     standing_batch_size=8, sample_batch=8),
                      "ch 96, 1000 classes, batch 4, 2 D steps per G step, ortho reg"),
 }
-SUITES = {"cpu": CPU_SUITE, "gpu": GPU_SUITE, "paper": PAPER_SUITE}
+# Seconds on any machine: the device check's dry run of every row kind (gpu_check.sh without CUDA).
+SMOKE_SUITE = {
+    "stylegan2-smoke": ("stylegan2", dict(resolution=16, channels=1, channel_base=128, channel_max=16,
+                                          z_dim=16, w_dim=16, mapping_layers=2, batch_size=8,
+                                          sample_batch=8), "narrow 16², every regularizer"),
+    "biggan-smoke": ("biggan", dict(resolution=32, channels=1, num_classes=10, ch=4, z_dim=16,
+                                    shared_dim=4, attention=16, d_attention=16, batch_size=8,
+                                    standing_batches=1, standing_batch_size=8, sample_batch=8),
+                     "narrow 32²"),
+}
+SUITES = {"cpu": CPU_SUITE, "gpu": GPU_SUITE, "paper": PAPER_SUITE, "smoke": SMOKE_SUITE}
 # --steps, --windows, --warmup of each suite unless given
-SUITE_STEPS = {"cpu": (16, 3, 8), "gpu": (16, 3, 8), "paper": (2, 3, 1)}
+SUITE_STEPS = {"cpu": (16, 3, 8), "gpu": (16, 3, 16), "paper": (2, 3, 1), "smoke": (16, 1, 16)}
+# Dense bf16 tensor-core peaks, TFLOP/s, from the vendors' data sheets (first match in the name).
+PEAK_BF16 = (("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H100", 989.4), ("H200", 989.4),
+             ("GH200", 989.4), ("A100", 312.0), ("L40S", 362.0), ("L4", 121.0))
+
+
+def peak_bf16_tflops(name: str) -> float | None:
+    """The card's dense bf16 peak in TFLOP/s, or None for a card not in the table."""
+    return next((peak for key, peak in PEAK_BF16 if key in name), None)
 PRESET_OF = {"stylegan2": "tiny", "progan": "tiny", "biggan": "tiny"}
 GPU_PRESET = {"stylegan2": "paper256", "biggan": "paper128", "progan": "paper"}
 
@@ -121,7 +145,60 @@ class CountFlops(TorchDispatchMode):
         return out
 
 
-def build(name: str, suite: dict, device: str):
+PRECISIONS = {"no": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class ScaledOptimizer:
+    """An optimizer stepped through a GradScaler (fp16): unscale, skip the step on inf/NaN, update
+    the scale — what Accelerate's prepared optimizer does. Everything else is the optimizer's."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, scaler: "torch.amp.GradScaler"):
+        self.optimizer, self.scaler = optimizer, scaler
+
+    def step(self) -> None:
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+
+    def __getattr__(self, name: str):
+        return getattr(self.optimizer, name)
+
+
+def precision_kwargs(precision: str, device: str) -> tuple[dict, "torch.amp.GradScaler | None"]:
+    """Recipe keyword arguments for --precision: autocast in the chosen dtype for the main phases
+    and, for fp16, a loss scaler (the caller wraps the optimizers in ScaledOptimizer)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    dtype, kind = PRECISIONS[precision], torch.device(device).type
+    if dtype is None:
+        return {}, None
+    kwargs = {"autocast": lambda: torch.autocast(kind, dtype=dtype)}
+    if dtype is not torch.float16:
+        return kwargs, None
+    scaler = torch.amp.GradScaler(kind)
+    return kwargs | {"backward": lambda loss: scaler.scale(loss).backward()}, scaler
+
+
+def make_recipe(module, cfg, device: str, precision: str = "no", seed: int = 0):
+    """A model's recipe on `device` in `precision` (no | bf16 | fp16), without Accelerate."""
+    kwargs, scaler = precision_kwargs(precision, device)
+    recipe = module.Recipe(cfg, seed=seed, device=device, **kwargs)
+    if scaler is not None:
+        recipe.opt_G = ScaledOptimizer(recipe.opt_G, scaler)
+        recipe.opt_D = ScaledOptimizer(recipe.opt_D, scaler)
+    return recipe
+
+
+def cuda_speed_settings(device: str) -> dict:
+    """TF32 matmuls and convolutions and cuDNN autotuning on CUDA ("fp32" = fp32 + TF32 there)."""
+    if torch.device(device).type != "cuda":
+        return {}
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    torch.backends.cudnn.benchmark = True
+    return {"tf32": True, "cudnn_benchmark": True}
+
+
+def build(name: str, suite: dict, device: str, precision: str = "no"):
     model, overrides, _ = suite[name]
     module = models.MODELS[model]
     overrides = dict(overrides)
@@ -131,7 +208,7 @@ def build(name: str, suite: dict, device: str):
     base = module.PRESETS[preset]
     cfg = dataclasses.replace(base, **overrides)
     torch.manual_seed(0)
-    recipe = module.Recipe(cfg, seed=0, device=device)
+    recipe = make_recipe(module, cfg, device, precision)
     if final_phase:  # ProGAN: measure the last resolution after its fade, alpha = 1
         recipe.images_seen = images_until_final(
             final_resolution=cfg.resolution, stabilize_images=round(cfg.stabilize_kimg * 1000),
@@ -140,12 +217,14 @@ def build(name: str, suite: dict, device: str):
 
 
 def sync(device: str) -> None:
-    if device == "cuda":
+    if torch.device(device).type == "cuda":
         torch.cuda.synchronize()
 
 
-def measure(name: str, suite: dict, device: str, steps: int, windows: int, warmup: int) -> dict:
-    module, cfg, recipe = build(name, suite, device)
+def measure(name: str, suite: dict, device: str, steps: int, windows: int, warmup: int,
+            precision: str = "no") -> dict:
+    speed_settings = cuda_speed_settings(device)
+    module, cfg, recipe = build(name, suite, device, precision)
     g = torch.Generator().manual_seed(0)
     per_step = recipe.batch_per_step
     reals = (torch.rand(per_step, cfg.channels, cfg.resolution, cfg.resolution, generator=g) * 2
@@ -153,8 +232,14 @@ def measure(name: str, suite: dict, device: str, steps: int, windows: int, warmu
     labels = torch.randint(max(getattr(cfg, "num_classes", 0), 1), (per_step,),
                            generator=g).to(device)
     images_seen = recipe.images_seen
-    for _ in range(warmup):
+    counter = CountFlops()
+    counted_in_warmup = warmup >= steps
+    for i in range(warmup):
+        if counted_in_warmup and i == warmup - steps:
+            counter.__enter__()
         recipe.train_step(reals, labels)
+    if counted_in_warmup:
+        counter.__exit__(None, None, None)
     times = []
     for _ in range(windows):
         sync(device)
@@ -163,16 +248,22 @@ def measure(name: str, suite: dict, device: str, steps: int, windows: int, warmu
             recipe.train_step(reals, labels)
         sync(device)
         times.append(time.perf_counter() - start)
-    counter = CountFlops()
-    with counter:
-        for _ in range(steps):
-            recipe.train_step(reals, labels)
+    if not counted_in_warmup:
+        with counter:
+            for _ in range(steps):
+                recipe.train_step(reals, labels)
     median = statistics.median(times)
     recipe.images_seen = images_seen  # keep ProGAN in its measured phase for sampling
     sample = sampling_speed(module, recipe, cfg, device, suite[name][1].get("sample_batch", 64))
-    peak = (torch.cuda.max_memory_allocated() / 2**20 if device == "cuda"
+    on_cuda = torch.device(device).type == "cuda"
+    peak = (torch.cuda.max_memory_allocated() / 2**20 if on_cuda
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    peak_tflops = peak_bf16_tflops(torch.cuda.get_device_name()) if on_cuda else None
+    flops_per_s = counter.total / median
     return {"name": name, "model": suite[name][0], "notes": suite[name][2],
+            "precision": precision, "settings": speed_settings,
+            "modconv": os.environ.get("NANOGAN_MODCONV", "auto"),
+            "mfu_bf16": flops_per_s / (peak_tflops * 1e12) if peak_tflops else None,
             "config": {k: v for k, v in dataclasses.asdict(cfg).items()},
             "steps_per_window": steps, "windows": windows, "window_s": times,
             "train_img_per_s": steps * per_step / median,
@@ -225,7 +316,11 @@ def machine(device: str) -> dict:
             "mkldnn": torch.backends.mkldnn.is_available(),
             "build": torch.__config__.show().splitlines()[1:3]}
     if device == "cuda":
-        info["gpu"] = torch.cuda.get_device_name()
+        props = torch.cuda.get_device_properties(0)
+        info |= {"gpu": torch.cuda.get_device_name(), "gpu_memory_gib": props.total_memory / 2**30,
+                 "capability": f"{props.major}.{props.minor}", "cuda": torch.version.cuda,
+                 "cudnn": torch.backends.cudnn.version(), "driver": nvidia_driver(),
+                 "peak_bf16_tflops": peak_bf16_tflops(torch.cuda.get_device_name())}
     else:
         try:
             cpu = [line for line in Path("/proc/cpuinfo").read_text().splitlines()
@@ -235,6 +330,50 @@ def machine(device: str) -> dict:
             info["cpu"] = platform.processor()
         info["cores"] = os.cpu_count()
     return info
+
+
+def nvidia_driver() -> str | None:
+    """The NVIDIA driver version from nvidia-smi, or None where it is missing."""
+    try:
+        done = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                              capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip().splitlines()[0] if done.returncode == 0 and done.stdout.strip() else None
+
+
+def modconv_timings(device: str, precision: str = "no", batch: int = 32, repeats: int = 5) -> list:
+    """Forward + backward milliseconds of both modulated-conv paths at config F's 3×3 layer
+    shapes (4² … 256²) and a tRGB: the figures behind `prefer_grouped`'s rule per device."""
+    from nanogan.modulation import modulated_conv2d
+    cuda_speed_settings(device)
+    dtype, kind = PRECISIONS[precision], torch.device(device).type
+    g = torch.Generator().manual_seed(0)
+    shapes = [(4, 512, 512, 3), (16, 512, 512, 3), (64, 512, 512, 3), (128, 256, 256, 3),
+              (256, 128, 128, 3), (256, 128, 3, 1)]
+    if kind == "cpu":  # a dry run in seconds: 1/16 of the widths, 1/4 of the resolutions
+        shapes = [(max(r // 4, 4), i // 16, max(o // 16, 3), k) for r, i, o, k in shapes]
+    rows = []
+    for r, i, o, k in shapes:
+        x = torch.randn(batch, i, r, r, generator=g).to(device).requires_grad_(True)
+        w = torch.randn(o, i, k, k, generator=g).to(device).requires_grad_(True)
+        s = (torch.randn(batch, i, generator=g) / (i * k * k) ** 0.5).to(device).requires_grad_(True)
+        row = {"resolution": r, "in": i, "out": o, "kernel": k, "batch": batch}
+        for grouped in (True, False):
+            def step():
+                with torch.autocast(kind, dtype=dtype or torch.float32, enabled=dtype is not None):
+                    y = modulated_conv2d(x, w, s, demodulate=k == 3, grouped=grouped)
+                y.float().square().mean().backward()
+            step()  # warm-up (cuDNN autotuning)
+            sync(device)
+            start = time.perf_counter()
+            for _ in range(repeats):
+                step()
+            sync(device)
+            row["grouped_ms" if grouped else "activations_ms"] = (
+                (time.perf_counter() - start) / repeats * 1000)
+        rows.append(row)
+    return rows
 
 
 def markdown(results: list[dict], info: dict) -> str:
@@ -257,11 +396,18 @@ def markdown(results: list[dict], info: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--suite", choices=tuple(SUITES), default=None,
+    parser.add_argument("--suite", choices=(*SUITES, "modconv"), default=None,
                         help="cpu (default on a CPU), gpu (default on a GPU), paper (the papers' "
-                             "widths, a few steps, main phases only)")
+                             "widths, a few steps, main phases only), smoke (seconds), modconv "
+                             "(both modulated-conv paths per layer shape)")
     parser.add_argument("--only", default="", help="comma-separated configuration names")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--precision", choices=tuple(PRECISIONS), default="no",
+                        help="no (fp32; +TF32 on CUDA), bf16 or fp16 autocast of the main phases")
+    parser.add_argument("--modconv", choices=("auto", "grouped", "activations"), default=None,
+                        help="force one modulated-conv path (sets $NANOGAN_MODCONV)")
+    parser.add_argument("--timeout", type=float, default=None,
+                        help="seconds per configuration's subprocess [none]")
     parser.add_argument("--steps", type=int, default=None, help="steps per window [16; paper: 2]")
     parser.add_argument("--windows", type=int, default=None, help="timed windows [3]")
     parser.add_argument("--warmup", type=int, default=None, help="warm-up steps [8; paper: 1]")
@@ -273,17 +419,28 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.modconv:
+        os.environ["NANOGAN_MODCONV"] = args.modconv  # the subprocesses inherit it
+    if args.suite == "modconv":
+        rows = modconv_timings(args.device, args.precision, batch=8 if args.device == "cpu" else 32)
+        print(json.dumps(rows, indent=1))
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps({"machine": machine(args.device),
+                                            "precision": args.precision, "modconv": rows},
+                                           indent=2))
+        return
     suite_name = args.suite or ("gpu" if args.device == "cuda" else "cpu")
     suite = SUITES[suite_name]
     defaults = SUITE_STEPS[suite_name]
     args.steps, args.windows, args.warmup = (
         default if given is None else given
         for given, default in zip((args.steps, args.windows, args.warmup), defaults))
-    if args.steps % 16 and suite_name != "paper":
+    if args.steps % 16 and suite_name not in ("paper", "smoke"):
         parser.error("--steps must be a multiple of 16 (R1 runs every 16 steps)")
     if args.one:
         print(json.dumps(measure(args.one, suite, args.device, args.steps, args.windows,
-                                 args.warmup)))
+                                 args.warmup, args.precision)))
         return
     if args.memory_steps:
         result = memory_run(args.memory_steps)
@@ -302,13 +459,20 @@ def main() -> None:
             continue
         cmd = [sys.executable, __file__, "--one", name, "--device", args.device,
                "--steps", str(args.steps), "--windows", str(args.windows),
-               "--warmup", str(args.warmup), "--suite", suite_name]
+               "--warmup", str(args.warmup), "--suite", suite_name,
+               "--precision", args.precision]
         if args.threads:
             cmd += ["--threads", str(args.threads)]
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        if done.returncode:
-            results.append({"name": name, "error": done.stderr.strip().splitlines()[-1]})
-        else:
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+        except subprocess.TimeoutExpired:
+            results.append({"name": name, "precision": args.precision,
+                            "error": f"timed out after {args.timeout:g} s"})
+            done = None
+        if done is not None and done.returncode:
+            lines = (done.stderr.strip() or f"exit status {done.returncode}").splitlines()
+            results.append({"name": name, "precision": args.precision, "error": lines[-1]})
+        elif done is not None:
             results.append(json.loads(done.stdout.strip().splitlines()[-1]))
         r = results[-1]
         print(f"{name}: " + (r["error"] if "error" in r else

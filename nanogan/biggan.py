@@ -17,7 +17,7 @@ The z sizes 120 / 140 / 128 at 128² / 256² / 512² (20, 20, 16 per chunk) are 
 authors' released generators; the transcriptions of Tables 4–6 we have say 128 everywhere, which
 does not split into 6 or 7 equal chunks. Adam's ε is not in the paper: we keep 1e-8. G's layers
 that feed a BatchNorm have no bias (BN subtracts it; see Generator). Cross-replica BN is torch's
-SyncBatchNorm on GPUs and conditional_bn.CrossReplicaBatchNorm2d on CPUs (gloo).
+SyncBatchNorm on CUDA and conditional_bn.CrossReplicaBatchNorm2d elsewhere (gloo, XLA).
 
 Shapes: z (b, z), y (b,) -> images (b, c, r, r) -> logits (b,).
 Lesson: lessons/25_biggan.md

@@ -14,10 +14,11 @@ and with hierarchical latents a chunk of z concatenated to it.
 The normalization is an inner `nn.BatchNorm2d(affine=False)` submodule, so that
 `sync_batchnorm` can swap it for a cross-process one (BigGAN's "cross-replica BatchNorm",
 Appendix C: statistics of the global batch, not of each device's share) while this module and
-its projections stay as they are. On GPUs that is torch's `nn.SyncBatchNorm`; torch refuses CPU
-tensors there, so on CPUs (gloo) `CrossReplicaBatchNorm2d` all-reduces Σx and Σx² instead, with
-a differentiable all-reduce so that the backward pass sums over processes too. The projections
-are bias-free: W c alone is "zero-centred" in c. BigGAN passes spectrally normalized linears
+its projections stay as they are. On CUDA that is torch's `nn.SyncBatchNorm`; torch refuses other
+tensors there, so elsewhere (CPUs with gloo, TPUs with XLA) `CrossReplicaBatchNorm2d`
+all-reduces Σx and Σx² instead, with a differentiable all-reduce so that the backward pass sums
+over processes too. The projections are bias-free: W c alone is "zero-centred" in c. BigGAN
+passes spectrally normalized linears
 (`linear=`); any (in, out, bias=False) constructor works.
 
 Shapes: x (b, c, h, w), cond (b, k) -> (b, c, h, w).
@@ -87,10 +88,15 @@ class CrossReplicaBatchNorm2d(nn.BatchNorm2d):
         if tracked:
             with torch.no_grad():
                 self.num_batches_tracked += 1
-                factor = (1 / self.num_batches_tracked.item() if self.momentum is None
-                          else self.momentum)  # None: a cumulative average, as in BatchNorm2d
-                self.running_var.lerp_(var * n / (n - 1).clamp_min(1), factor)
-                self.running_mean.add_(mean, alpha=factor)  # K + factor·(mean − K) about K
+                unbiased = var * n / (n - 1).clamp_min(1)
+                if self.momentum is None:  # a cumulative average, as in BatchNorm2d; a tensor
+                    # factor, not .item(): no wait for the device, one XLA graph for every step
+                    factor = 1 / self.num_batches_tracked.to(var.dtype)
+                    self.running_var.lerp_(unbiased, factor)
+                    self.running_mean.add_(mean * factor)
+                else:
+                    self.running_var.lerp_(unbiased, self.momentum)
+                    self.running_mean.add_(mean, alpha=self.momentum)  # K + m·(mean − K)
         y = (xs - mean.view(1, -1, 1, 1)) * torch.rsqrt(var + self.eps).view(1, -1, 1, 1)
         if self.affine:
             y = y * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
@@ -98,9 +104,10 @@ class CrossReplicaBatchNorm2d(nn.BatchNorm2d):
 
 
 def sync_batchnorm(module: nn.Module, device: torch.device | str = "cpu") -> nn.Module:
-    """Every BatchNorm2d of `module` swapped for a cross-process one: nn.SyncBatchNorm on
-    accelerators, CrossReplicaBatchNorm2d on CPUs. Names, parameters and buffers are kept."""
-    if torch.device(device).type != "cpu":
+    """Every BatchNorm2d of `module` swapped for a cross-process one: nn.SyncBatchNorm on CUDA,
+    CrossReplicaBatchNorm2d on every other device (CPU/gloo, XLA, MPS: SyncBatchNorm accepts
+    only CUDA tensors). Names, parameters and buffers are kept."""
+    if torch.device(device).type == "cuda":
         return nn.SyncBatchNorm.convert_sync_batchnorm(module)
     for name, child in module.named_children():
         if type(child) is nn.BatchNorm2d:

@@ -13,10 +13,16 @@ feature map by the L2 norm its weights would give an i.i.d. unit-variance input 
   the groups (Appendix B);
 - activations: x·s → one shared-weight convolution → ·d with d_bj = 1/√(Σ_i s_bi² Σ_k w_ijk² + ε)
   computed from w and s alone (`demodulation`), never forming per-sample weights.
-`grouped=None` picks by `prefer_grouped`: measured on a 2-core CPU (forward + backward), the
-grouped path wins (1.1–5×) only where the per-sample weights are small next to the feature maps
-(o·i·k² ≤ 64·h·w: tRGB, narrow high-resolution layers); for wide layers at low resolution the
-activation path wins by up to 15× even at batch 1, because grouped convolutions are slow there.
+`grouped=None` picks by `prefer_grouped`, per device type. CPU, measured on 2 cores (forward +
+backward): the grouped path wins (1.1–5×) only where the per-sample weights are small next to
+the feature maps (o·i·k² ≤ 64·h·w: tRGB, narrow high-resolution layers); for wide layers at low
+resolution the activation path wins by up to 15× even at batch 1, because grouped convolutions
+are slow there. CUDA, not measured here: the rule of the official StyleGAN2-ADA PyTorch code
+(grouped for inference only; when a gradient flows, cuDNN's grouped weight gradient and the
+b·o·i·k² per-sample weights make the activation path the faster one); `benchmarks/bench.py
+--suite modconv` times both paths per layer so the rule can be corrected from figures. Other
+devices (XLA, MPS): the activation path (plain convolutions; TPUs handle large group counts
+poorly). `NANOGAN_MODCONV=grouped|activations` (environment) forces one path everywhere.
 up=2: transposed convolution (stride 2), then the FIR blur; down=2: FIR blur, then stride 2.
 
 Shapes: x (b, i, h, w), weight (o, i, k, k), styles (b, i) -> (b, o, h·up/down, w·up/down).
@@ -25,7 +31,10 @@ Lesson: lessons/11_modulation.md
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+from typing import ContextManager
 
 import torch
 import torch.nn.functional as F
@@ -36,14 +45,44 @@ from nanogan.equalized import EqualLinear
 from nanogan.upfirdn import make_kernel, upfirdn2d
 
 
+def full_precision(device_type: str) -> ContextManager:
+    """fp32 math inside (autocast off) when autocast is on for `device_type`; else nothing, so
+    that runs without autocast execute exactly the same operations."""
+    if torch.is_autocast_enabled(device_type):
+        return torch.autocast(device_type, enabled=False)
+    return contextlib.nullcontext()
+
+
 def demodulation(weight: torch.Tensor, styles: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """d_bo = 1/√(Σ_{i,k} (w_oik·s_bi)² + ε) = 1/√(Σ_i s_bi² Σ_k w_oik² + ε), shape (b, o)."""
     return torch.rsqrt(styles.square() @ weight.square().sum((2, 3)).T + eps)
 
 
+PATH_VARIABLE = "NANOGAN_MODCONV"
+PATHS = ("auto", "grouped", "activations")
+
+
 def prefer_grouped(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    """The automatic choice: per-sample weights only when few per pixel (o·i·k² ≤ 64·h·w)."""
-    return weight.numel() <= 64 * x.shape[-2] * x.shape[-1]
+    """The automatic choice of path for x's device (see the module docstring): CPU: per-sample
+    weights only when few per pixel (o·i·k² ≤ 64·h·w); CUDA: grouped when no gradient flows;
+    other devices: the activation path. $NANOGAN_MODCONV = grouped | activations overrides it."""
+    forced = os.environ.get(PATH_VARIABLE, "auto")
+    if forced != "auto":
+        if forced not in PATHS:
+            raise ValueError(f"${PATH_VARIABLE} must be one of {', '.join(PATHS)}, got "
+                             f"{forced!r}")
+        return forced == "grouped"
+    needs_grad = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
+    return grouped_rule(x.device.type, weight.numel(), x.shape[-2] * x.shape[-1], needs_grad)
+
+
+def grouped_rule(device_type: str, weight_numel: int, pixels: int, needs_grad: bool) -> bool:
+    """The per-device rule behind `prefer_grouped`, as a pure function of what it looks at."""
+    if device_type == "cpu":
+        return weight_numel <= 64 * pixels
+    if device_type == "cuda":
+        return not needs_grad
+    return False
 
 
 def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, *,
@@ -71,9 +110,14 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
         x = rearrange(x, "b i h w -> 1 (b i) h w")  # b groups of i channels: a view, no copy
         y = resampled_conv2d(x, rearrange(w, "b o i kh kw -> (b o) i kh kw"), b, **resample)
         return rearrange(y, "1 (b o) h w -> b o h w", b=b)
-    y = resampled_conv2d(x * rearrange(styles, "b i -> b i 1 1"), weight, 1, **resample)
+    # .to(x.dtype)/.to(y.dtype): under autocast the activations stay in the conv's precision
+    # (fp16 or bf16) instead of being promoted to fp32 by the fp32 styles; no-ops in fp32.
+    y = resampled_conv2d(x * rearrange(styles, "b i -> b i 1 1").to(x.dtype), weight, 1,
+                         **resample)
     if demodulate:
-        y = y * rearrange(demodulation(weight, styles, eps), "b o -> b o 1 1")
+        with full_precision(y.device.type):  # Σ_i s² Σ_k w² in fp32, not as an fp16 matmul
+            d = demodulation(weight, styles, eps)
+        y = y * rearrange(d, "b o -> b o 1 1").to(y.dtype)
     return y
 
 
@@ -115,7 +159,8 @@ class ModulatedConv2d(nn.Module):
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         # (w·c)·s = w·(c·s): the He constant scales the b·i styles, not the o·i·k·k weights.
-        styles = self.affine(w) * self.weight_gain
+        with full_precision(w.device.type):  # styles in fp32 under autocast too (cheap: b × i)
+            styles = self.affine(w) * self.weight_gain
         return modulated_conv2d(x, self.weight, styles, demodulate=self.demodulate, up=self.up,
                                 kernel=self.kernel)
 
@@ -133,4 +178,5 @@ class ToRGB(nn.Module):
         self.bias = nn.Parameter(torch.zeros(out_channels))
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        return self.conv(x, w) + rearrange(self.bias, "o -> 1 o 1 1")
+        y = self.conv(x, w)
+        return y + rearrange(self.bias, "o -> 1 o 1 1").to(y.dtype)

@@ -29,7 +29,9 @@ def add_noise(x: torch.Tensor, noise: torch.Tensor, strength: torch.Tensor | flo
     if noise.ndim != 4 or noise.shape[1] != 1 or noise.shape[-2:] != x.shape[-2:]:
         raise ValueError(f"noise must have shape (b, 1, h, w) = (b, 1, {x.shape[-2]}, "
                          f"{x.shape[-1]}), got {tuple(noise.shape)}")
-    return x + noise * strength  # scale the 1-channel image first: c× fewer multiplies
+    # Scale the 1-channel image first: c× fewer multiplies. Cast to x's dtype: under autocast
+    # an fp16 activation stays fp16 (a no-op in fp32).
+    return x + (noise * strength).to(x.dtype)
 
 
 class NoiseInput(nn.Module):

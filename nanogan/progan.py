@@ -171,6 +171,7 @@ class Recipe(recipe.Recipe):
     def build(self) -> None:
         cfg = self.cfg
         cfg.validate()
+        self.check_minibatch_groups(cfg.mbstd_group)
         self.G, self.D = Generator(cfg).to(self.device), Discriminator(cfg).to(self.device)
         self.G_ema = make_ema(self.G)
         adam = dict(lr=cfg.lr, betas=cfg.betas, eps=1e-8)

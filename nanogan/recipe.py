@@ -128,6 +128,26 @@ class Recipe:
         micro-batches (and over `steps` repeats of the phase in one train_step)."""
         stats[name] = stats.get(name, 0) + value.detach().float() / (self.accumulate * steps)
 
+    def check_minibatch_groups(self, group: int) -> None:
+        """Refuse a micro-batch that is not whole minibatch-std groups (ProGAN §3, StyleGAN2).
+
+        Each process's D sees batch_size / (world · accumulate) images at a time; if that is not
+        a multiple of the group, `minibatch_std` would form other (or smaller) groups than one
+        process with the whole batch, and training would depend on the number of processes.
+        """
+        parts = self.world * self.accumulate
+        micro = self.cfg.batch_size // parts
+        if micro % group == 0:
+            return
+        step = group * parts
+        works = ", ".join(str(step * k) for k in range(1, 4))
+        raise ConfigError(
+            f"the per-process batch {micro} (batch_size {self.cfg.batch_size} / ({self.world} "
+            f"processes × {self.accumulate} accumulated micro-batches)) is not a multiple of the "
+            f"minibatch-std group size {group}, so D would see other groups than in a "
+            f"one-process run; use --batch-size a multiple of {step} ({works}, …), fewer "
+            f"processes or micro-batches, or --set mbstd_group=N with N dividing {micro}")
+
     def micro(self, x: torch.Tensor | None, i: int) -> torch.Tensor | None:
         """Micro-batch i of this process's share of a batch (None stays None)."""
         return None if x is None else x.chunk(self.accumulate)[i]

@@ -19,14 +19,24 @@ channel_base 16384: 512 up to 32², then halving to 16 at 1024². Config F doubl
 maps at 64²–1024² (footnote 4), channel_base 32768: 512 up to 64², 256 at 128², 128 at 256²,
 64 at 512², 32 at 1024² — G 25M → 30M and D 24M → 29M parameters at 1024².
 
+Mixed precision (StyleGAN2-ADA's recipe, Karras et al. 2020, arXiv:2006.06676, in our words):
+under autocast only the `num_fp16_res` highest resolutions of G and D compute in reduced
+precision (where the pixels, and the time, are); the mapping network, the lower resolutions and
+D's 4×4 epilogue compute in fp32 (autocast off inside). Under fp16 those fast blocks clamp their
+activations at ±conv_clamp (×√2 after a gained leaky ReLU) so nothing reaches fp16's 65504; bf16
+has fp32's range and is not clamped. Without autocast neither rule applies: fp32 runs compute
+exactly what they computed before these options existed.
+
 Shapes: z (b, z) -> w (b, d) -> ws (b, n, d) -> images (b, c, r, r) -> logits (b,).
 Lesson: lessons/17_stylegan2.md
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
+from typing import ContextManager
 
 import torch
 import torch.nn.functional as F
@@ -42,7 +52,7 @@ from nanogan.losses import logistic_d_loss, logistic_g_loss
 from nanogan.mapping import MappingNetwork, track_average
 from nanogan.minibatch_std import minibatch_std
 from nanogan.mixing import draw_crossover, mix_styles
-from nanogan.modulation import ModulatedConv2d, ToRGB, resampled_conv2d
+from nanogan.modulation import ModulatedConv2d, ToRGB, full_precision, resampled_conv2d
 from nanogan.noise import NoiseInput
 from nanogan.path_length import PathLengthPenalty, path_lengths
 from nanogan.penalties import r1_penalty
@@ -79,6 +89,8 @@ class Config:
     mbstd_group: int = 4
     ema_kimg: float = 10.0
     ema_rampup: float | None = None
+    num_fp16_res: int = 4  # under autocast, reduced precision in this many top resolutions only
+    conv_clamp: float | None = 256.0  # fp16 blocks clamp activations here (None: never)
     kimg: float = 25000.0
 
     @property
@@ -88,8 +100,20 @@ class Config:
     def width(self, resolution: int) -> int:
         return min(self.channel_base // resolution, self.channel_max)
 
+    def fast(self, resolution: int) -> bool:
+        """Whether the block at `resolution` may compute in reduced precision (ADA's rule: the
+        num_fp16_res highest resolutions, never 4×4)."""
+        lowest = max(2 ** (int(math.log2(self.resolution)) + 1 - self.num_fp16_res), 8)
+        return resolution >= lowest
+
     def validate(self) -> None:
         check_resolution(self.resolution, low=8)
+        if self.num_fp16_res < 0:
+            raise ConfigError(f"num_fp16_res must be >= 0 (0: fp32 everywhere, StyleGAN2-ADA: "
+                              f"4), got {self.num_fp16_res}")
+        if self.conv_clamp is not None and not self.conv_clamp > 0:
+            raise ConfigError(f"conv_clamp must be > 0 or None (off; StyleGAN2-ADA: 256), got "
+                              f"{self.conv_clamp}")
         if self.batch_size % self.mbstd_group:
             raise ConfigError(f"batch_size {self.batch_size} must be a multiple of the "
                               f"minibatch-std group size {self.mbstd_group}")
@@ -117,7 +141,31 @@ PRESETS = {
 
 def bias_act(x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     """Add a per-channel bias and apply leaky ReLU 0.2 with gain √2 (keeps unit variance)."""
-    return F.leaky_relu(x + bias.view(1, -1, 1, 1), 0.2).mul_(SQRT2)
+    return F.leaky_relu(x + bias.view(1, -1, 1, 1).to(x.dtype), 0.2).mul_(SQRT2)
+
+
+def widen(x: torch.Tensor) -> torch.Tensor:
+    """fp16/bf16 → fp32; any other dtype unchanged (fp32 and fp64 runs are untouched)."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
+def clamp(x: torch.Tensor, limit: float | None) -> torch.Tensor:
+    """x clamped to ±limit (None: unchanged)."""
+    return x if limit is None else x.clamp(-limit, limit)
+
+
+def block_precision(cfg: Config, resolution: int,
+                    device_type: str) -> tuple[ContextManager, float | None]:
+    """How the block at `resolution` computes under the autocast in force: (context, clamp).
+
+    Without autocast: (nothing, None). A fast block keeps the autocast, with the clamp
+    cfg.conv_clamp if its dtype is fp16; any other block turns autocast off (fp32)."""
+    if not torch.is_autocast_enabled(device_type):
+        return contextlib.nullcontext(), None
+    if not cfg.fast(resolution):
+        return torch.autocast(device_type, enabled=False), None
+    fp16 = torch.get_autocast_dtype(device_type) == torch.float16
+    return contextlib.nullcontext(), cfg.conv_clamp if fp16 else None
 
 
 class SynthesisLayer(nn.Module):
@@ -129,8 +177,9 @@ class SynthesisLayer(nn.Module):
         self.noise = NoiseInput(resolution)
         self.bias = nn.Parameter(torch.zeros(out_ch))
 
-    def forward(self, x, w, noise_mode="random", noise=None):
-        return bias_act(self.noise(self.conv(x, w), noise=noise, mode=noise_mode), self.bias)
+    def forward(self, x, w, noise_mode="random", noise=None, conv_clamp: float | None = None):
+        x = bias_act(self.noise(self.conv(x, w), noise=noise, mode=noise_mode), self.bias)
+        return clamp(x, None if conv_clamp is None else conv_clamp * SQRT2)  # after the gain
 
 
 class Generator(nn.Module):
@@ -158,15 +207,19 @@ class Generator(nn.Module):
     def synthesis(self, ws: torch.Tensor, noise_mode: str = "random", noise=None) -> torch.Tensor:
         """ws (b, num_ws, d) → images. `noise(i, shape)` supplies layer i's noise if given."""
         x = self.const.expand(ws.shape[0], -1, -1, -1)
-        image = None
+        image, kind = None, ws.device.type
         for block, rgb in enumerate(self.to_rgb):
-            first = max(0, 2 * block - 1)  # block 0 has one layer, the others two
-            for i in range(first, 2 * block + 1):  # conv layer i takes style i
-                layer = self.layers[i]
-                shape = (x.shape[0], 1, *layer.noise.const.shape[-2:])
-                x = layer(x, ws[:, i], noise_mode, None if noise is None else noise(i, shape))
-            y = rgb(x, ws[:, 2 * block + 1])  # tRGB shares the next block's first style
-            image = y if image is None else upsample2d(image, self.kernel) + y
+            context, limit = block_precision(self.cfg, 4 * 2**block, kind)
+            with context:  # fp32 below the fast resolutions (ws and x are fp32 there)
+                first = max(0, 2 * block - 1)  # block 0 has one layer, the others two
+                for i in range(first, 2 * block + 1):  # conv layer i takes style i
+                    layer = self.layers[i]
+                    shape = (x.shape[0], 1, *layer.noise.const.shape[-2:])
+                    x = layer(x, ws[:, i], noise_mode, None if noise is None else noise(i, shape),
+                              limit)
+                y = clamp(rgb(x, ws[:, 2 * block + 1]), limit)  # tRGB: the next block's style
+            with full_precision(kind):  # the image sums in fp32
+                image = widen(y) if image is None else upsample2d(image, self.kernel) + widen(y)
         return image
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None, *,
@@ -174,11 +227,12 @@ class Generator(nn.Module):
                 truncation: float = 1.0, truncation_cutoff: int | None = None,
                 noise_mode: str = "random", noise=None, return_ws: bool = False):
         n = self.cfg.num_ws
-        ws = self.mapping(z, labels)[:, None].expand(-1, n, -1)  # w̄: Recipe.track_w_avg
-        if mix_z is not None:
-            ws = mix_styles(ws, self.mapping(mix_z, labels), crossover, n)
-        if truncation != 1.0:
-            ws = truncate_w(ws, self.mapping.w_avg, truncation, truncation_cutoff)
+        with full_precision(z.device.type):  # the mapping network always in fp32 (cheap)
+            ws = self.mapping(z, labels)[:, None].expand(-1, n, -1)  # w̄: Recipe.track_w_avg
+            if mix_z is not None:
+                ws = mix_styles(ws, self.mapping(mix_z, labels), crossover, n)
+            if truncation != 1.0:
+                ws = truncate_w(ws, self.mapping.w_avg, truncation, truncation_cutoff)
         images = self.synthesis(ws, noise_mode, noise)
         return (images, ws) if return_ws else images
 
@@ -195,7 +249,7 @@ class DownConv(nn.Module):
         conv = self.conv
         y = resampled_conv2d(x, equalize(conv.weight, conv.gain, conv.lr_mul), 1, up=1, down=2,
                              padding=conv.padding, kernel=self.kernel)
-        return y if conv.bias is None else y + (conv.bias * conv.lr_mul).view(1, -1, 1, 1)
+        return y if conv.bias is None else y + (conv.bias * conv.lr_mul).view(1, -1, 1, 1).to(y.dtype)
 
 
 class DBlock(nn.Module):
@@ -207,9 +261,10 @@ class DBlock(nn.Module):
         self.conv1 = DownConv(in_ch, out_ch, 3)
         self.skip = DownConv(in_ch, out_ch, 1, bias=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.leaky_relu(self.conv0(x), 0.2) * SQRT2
-        y = F.leaky_relu(self.conv1(y), 0.2) * SQRT2
+    def forward(self, x: torch.Tensor, conv_clamp: float | None = None) -> torch.Tensor:
+        limit = None if conv_clamp is None else conv_clamp * SQRT2  # after the gain, as in G
+        y = clamp(F.leaky_relu(self.conv0(x), 0.2) * SQRT2, limit)
+        y = clamp(F.leaky_relu(self.conv1(y), 0.2) * SQRT2, limit)
         return (self.skip(x) + y) * (1 / SQRT2)
 
 
@@ -233,7 +288,21 @@ class Discriminator(nn.Module):
         self.embed = EqualLinear(cfg.num_classes, w4) if cfg.num_classes else None
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        x = self.blocks(F.leaky_relu(self.from_rgb(images), 0.2) * SQRT2)
+        r, kind = self.cfg.resolution, images.device.type
+        context, limit = block_precision(self.cfg, r, kind)
+        with context:
+            x = clamp(F.leaky_relu(self.from_rgb(images), 0.2) * SQRT2,
+                      None if limit is None else limit * SQRT2)
+        for block in self.blocks:
+            context, limit = block_precision(self.cfg, r, kind)
+            with context:  # below the fast resolutions: fp32
+                x = block(x if self.cfg.fast(r) else widen(x), limit)
+            r //= 2
+        with full_precision(kind):  # the 4×4 epilogue in fp32, as in ADA
+            return self.epilogue(widen(x), labels)
+
+    def epilogue(self, x: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """Minibatch std, a 3×3 conv and two fully connected layers at 4×4 (→ logits)."""
         x = minibatch_std(x, self.cfg.mbstd_group)
         x = F.leaky_relu(self.conv(x), 0.2) * SQRT2
         x = F.leaky_relu(self.fc(rearrange(x, "b c h w -> b (c h w)")), 0.2) * SQRT2
@@ -253,6 +322,7 @@ class Recipe(recipe.Recipe):
     def build(self) -> None:
         cfg = self.cfg
         cfg.validate()
+        self.check_minibatch_groups(cfg.mbstd_group)
         parts = self.world * self.accumulate
         if (cfg.batch_size // cfg.pl_batch_shrink) % parts:
             raise ConfigError(f"the path-length batch {cfg.batch_size // cfg.pl_batch_shrink} "

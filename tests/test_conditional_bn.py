@@ -109,7 +109,9 @@ def small_model():
 
 
 @pytest.mark.parametrize("device, kind", [("cuda", torch.nn.SyncBatchNorm),
-                                          ("cpu", CrossReplicaBatchNorm2d)])
+                                          ("cpu", CrossReplicaBatchNorm2d),
+                                          ("xla", CrossReplicaBatchNorm2d),  # SyncBatchNorm
+                                          ("mps", CrossReplicaBatchNorm2d)])  # refuses these
 def test_sync_batchnorm_swaps_only_the_inner_batchnorm(device, kind):
     """sync_batchnorm replaces each BatchNorm2d (the conditional layer's inner one too) and keeps names, state and single-process outputs."""
     model, reference_model = small_model(), small_model()
@@ -134,7 +136,7 @@ def _halves_worker(rank: int, folder: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{folder}/rendezvous", rank=rank,
                             world_size=2)
     inputs = load_file(os.path.join(folder, "inputs.safetensors"))
-    model = sync_batchnorm(small_model())
+    model = with_momentum(sync_batchnorm(small_model()), inputs["momentum"].item())
     model.load_state_dict(load_file(os.path.join(folder, "state.safetensors")))
     x = inputs["x"].chunk(2)[rank].clone().requires_grad_()
     cond, weights = inputs["cond"].chunk(2)[rank], inputs["weights"].chunk(2)[rank]
@@ -149,16 +151,26 @@ def _halves_worker(rank: int, folder: str) -> None:
     dist.destroy_process_group()
 
 
+def with_momentum(model: torch.nn.Module, momentum: float) -> torch.nn.Module:
+    """Set every BatchNorm's momentum; a negative number stands for None (cumulative)."""
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.momentum = None if momentum < 0 else momentum
+    return model
+
+
 @pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
                     reason="torch.distributed with gloo is not available")
-def test_two_processes_normalize_with_the_whole_batch(tmp_path):
-    """Two processes with half a batch each get the outputs, gradients and running statistics of one process with the whole batch."""
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_two_processes_normalize_with_the_whole_batch(tmp_path, momentum):
+    """Two processes with half a batch each get the outputs, gradients and running statistics of one process with the whole batch (momentum None: BigGAN's cumulative standing statistics)."""
     g = generator(7)
+    code = -1.0 if momentum is None else momentum
     inputs = {"x": torch.randn(8, 3, 2, 2, generator=g) * 2 + 1,
               "cond": torch.randn(8, 2, generator=g),
-              "weights": torch.randn(8, 3, 2, 2, generator=g)}
+              "weights": torch.randn(8, 3, 2, 2, generator=g), "momentum": torch.tensor(code)}
     save_file(inputs, str(tmp_path / "inputs.safetensors"))
-    whole = small_model()
+    whole = with_momentum(small_model(), code)
     save_file(whole.state_dict(), str(tmp_path / "state.safetensors"))
     torch.multiprocessing.start_processes(_halves_worker, args=(str(tmp_path),), nprocs=2,
                                           start_method="fork")

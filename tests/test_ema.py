@@ -36,6 +36,19 @@ def test_matches_reference(seed, beta):
         torch.testing.assert_close(p, expected[name])
 
 
+@given(seed=seeds, beta=st.floats(0.0, 1.0), dtype=st.sampled_from([torch.float32,
+                                                                     torch.float64]))
+def test_fused_update_equals_a_loop_of_lerps_bitwise(seed, beta, dtype):
+    """The one-call foreach update gives, bit for bit, a loop of lerp_ over the parameters
+    (training numbers do not change with the implementation)."""
+    model, ema = randomize(net().to(dtype), seed), randomize(net().to(dtype), seed + 1)
+    expected = [e.detach().clone().lerp_(p, 1 - beta)
+                for e, p in zip(ema.parameters(), model.parameters())]
+    update_ema(ema, model, beta)
+    for e, x in zip(ema.parameters(), expected):
+        assert torch.equal(e, x)
+
+
 @given(seed=seeds, beta=st.sampled_from([0.5, 0.9, 0.999]), n=st.integers(1, 30))
 def test_constant_model_gives_closed_form(seed, beta, n):
     """After n updates towards constant weights θ, the EMA is β^n·θ₀ + (1 − β^n)·θ."""

@@ -164,3 +164,32 @@ def test_rejects_bad_arguments():
         modulated_conv2d(x, weight, styles, up=2, down=2)
     with pytest.raises(ValueError, match="positive sizes"):
         ModulatedConv2d(0, 3, 3, 8)
+
+
+def test_the_path_rule_per_device_type():
+    """CPU: grouped only for few weights per pixel; CUDA: grouped only without a gradient
+    (StyleGAN2-ADA's rule); any other device (XLA, MPS): the activation path."""
+    from nanogan.modulation import grouped_rule
+    assert grouped_rule("cpu", 64 * 16, 16, needs_grad=True)
+    assert not grouped_rule("cpu", 64 * 16 + 1, 16, needs_grad=False)
+    assert grouped_rule("cuda", 10**7, 16, needs_grad=False)
+    assert not grouped_rule("cuda", 1, 10**6, needs_grad=True)
+    assert not grouped_rule("xla", 1, 10**6, needs_grad=False)
+    assert not grouped_rule("mps", 1, 10**6, needs_grad=False)
+
+
+def test_prefer_grouped_follows_the_rule_and_the_environment(monkeypatch):
+    """On CPU tensors the CPU rule decides; $NANOGAN_MODCONV forces a path on any device and a
+    wrong value is refused by name."""
+    from nanogan.modulation import prefer_grouped
+    monkeypatch.delenv("NANOGAN_MODCONV", raising=False)
+    narrow, wide = torch.zeros(4, 4, 3, 3), torch.zeros(512, 512, 3, 3)
+    x = torch.zeros(2, 4, 32, 32)
+    assert prefer_grouped(x, narrow) and not prefer_grouped(x, wide)
+    monkeypatch.setenv("NANOGAN_MODCONV", "grouped")
+    assert prefer_grouped(x, wide) and prefer_grouped(x.to("meta"), wide.to("meta"))
+    monkeypatch.setenv("NANOGAN_MODCONV", "activations")
+    assert not prefer_grouped(x, narrow)
+    monkeypatch.setenv("NANOGAN_MODCONV", "fused")
+    with pytest.raises(ValueError, match="NANOGAN_MODCONV must be one of auto, grouped"):
+        prefer_grouped(x, narrow)

@@ -49,3 +49,36 @@ def test_rejects_bad_splits():
         Draws(0, 0, rank=0, world=3).normal("z", (8,))
     with pytest.raises(ValueError, match="rank"):
         Draws(0, 0, rank=2, world=2)
+
+
+def test_a_device_without_a_generator_draws_on_the_cpu():
+    """torch.Generator(device="meta") raises, as XLA's does: Draws draws on the CPU and moves the
+    numbers, so every kind of draw works and lands on the device with the right shape."""
+    from nanogan.randomness import generator_device
+    assert generator_device("meta") == torch.device("cpu")
+    assert generator_device("cpu") == torch.device("cpu")
+    draws = Draws(3, 5, rank=1, world=2, device="meta")
+    assert draws.generator("z").device == torch.device("cpu")
+    for x, dtype in ((draws.normal("z", (8, 3)), torch.float32),
+                     (draws.uniform("t", (8,)), torch.float32),
+                     (draws.integers("y", 10, (8,)), torch.int64)):
+        assert x.device.type == "meta" and x.shape[0] == 4 and x.dtype == dtype
+
+
+@given(seed=seeds, step=st.integers(0, 10**6), world=st.sampled_from([1, 2]))
+def test_drawing_on_the_cpu_for_another_device_draws_the_cpu_numbers(seed, step, world):
+    """The CPU-then-move path gives exactly the numbers a CPU run draws (here with the move
+    forced on the CPU itself, the only device at hand)."""
+    import nanogan.randomness as randomness
+    direct = [Draws(seed, step, rank=world - 1, world=world) for _ in range(2)]
+    original = randomness.generator_device
+    try:
+        randomness.generator_device = lambda device: torch.device("cpu")
+        moved = Draws(seed, step, rank=world - 1, world=world, device="meta")
+    finally:
+        randomness.generator_device = original
+    moved.device = torch.device("cpu")  # "move" to the CPU: the values become visible
+    for kind in ("normal", "uniform"):
+        torch.testing.assert_close(getattr(moved, kind)("x", (4, 2)),
+                                   getattr(direct[0], kind)("x", (4, 2)), rtol=0, atol=0)
+    assert torch.equal(moved.integers("y", 7, (6,)), direct[1].integers("y", 7, (6,)))

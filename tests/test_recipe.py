@@ -157,3 +157,26 @@ def test_unwrap_sees_through_ddp_and_compile_wrappers():
     compiled = torch.compile(net)
     assert recipe.unwrap(compiled) is net
     assert recipe.unwrap(net) is net
+
+
+@pytest.mark.parametrize("model", [m for m in ("progan", "stylegan2") if m in MODELS])
+def test_a_per_process_batch_of_partial_minibatch_std_groups_is_refused(model):
+    """D's minibatch-std groups must be whole on every process and micro-batch: batch 8 over
+    4 processes (2 each) or 2 processes × 2 micro-batches is refused, naming the numbers."""
+    module = models.MODELS[model]
+    cfg = dataclasses.replace(module.PRESETS["tiny"], **SMALL[model])
+    for world, accumulate in ((4, 1), (2, 2), (1, 4)):
+        with pytest.raises(ConfigError) as err:
+            module.Recipe(cfg, rank=0, world=world, accumulate=accumulate)
+        message = str(err.value)
+        assert "per-process batch 2" in message and "group size 4" in message, message
+        assert f"{world} processes × {accumulate} accumulated" in message, message
+        assert f"multiple of {4 * world * accumulate}" in message, message
+    module.Recipe(cfg, rank=1, world=2)  # 4 per process: whole groups
+
+
+def test_minibatch_std_still_takes_a_batch_smaller_than_the_group():
+    """Sampling and evaluation may show D fewer images than a group (one group of them)."""
+    from nanogan.stylegan2 import Discriminator
+    cfg = dataclasses.replace(models.MODELS["stylegan2"].PRESETS["tiny"], **SMALL["stylegan2"])
+    assert Discriminator(cfg)(torch.zeros(2, 1, 8, 8)).shape == (2,)

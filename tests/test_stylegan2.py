@@ -393,3 +393,117 @@ def test_validate_rejects_bad_batches():
         dataclasses.replace(TINY, resolution=48).validate()
     with pytest.raises(ConfigError, match="path-length batch 1 must split into 1 processes × 2"):
         stylegan2.Recipe(dataclasses.replace(TINY, pl_batch_shrink=4), accumulate=2)
+
+
+# -- Mixed precision: fp16/bf16 only at the top resolutions, fp16 clamped (StyleGAN2-ADA) ------
+
+MIXED = dataclasses.replace(TINY, resolution=32, num_fp16_res=2)  # fast: 16² and 32²
+
+
+def resolution_of_layer(i: int) -> int:
+    """G's conv layer i: layer 0 at 4², then two per resolution (the first upsamples)."""
+    return 4 * 2 ** ((i + 1) // 2)
+
+
+def record_dtypes(G, D) -> dict:
+    seen = {}
+    for i, layer in enumerate(G.layers):
+        layer.register_forward_hook(lambda m, a, out, i=i: seen.__setitem__(("G", i), out.dtype))
+    for i, block in enumerate(D.blocks):  # block i reads resolution 32 / 2^i
+        block.register_forward_hook(lambda m, a, out, i=i: seen.__setitem__(("D", i), out.dtype))
+    return seen
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_reduced_precision_only_in_the_num_fp16_res_highest_resolutions(dtype):
+    """Under CPU autocast, G's layers and D's blocks at 16² and 32² compute in the autocast dtype
+    and those below in fp32; images, logits and every gradient come out fp32 and finite."""
+    assert [MIXED.fast(r) for r in (4, 8, 16, 32)] == [False, False, True, True]
+    G, D = nets(MIXED)
+    seen = record_dtypes(G, D)
+    z = torch.randn(4, MIXED.z_dim, generator=generator(0))
+    with torch.autocast("cpu", dtype=dtype):
+        images = G(z)
+        logits = D(images)
+    assert images.dtype == logits.dtype == torch.float32
+    for i in range(len(G.layers)):
+        expected = dtype if MIXED.fast(resolution_of_layer(i)) else torch.float32
+        assert seen[("G", i)] == expected, (i, seen)
+    for i in range(len(D.blocks)):
+        assert seen[("D", i)] == (dtype if MIXED.fast(32 // 2**i) else torch.float32), (i, seen)
+    logits.sum().backward()
+    for p in [*G.parameters(), *D.parameters()]:
+        assert p.grad is None or (p.grad.dtype == torch.float32 and p.grad.isfinite().all())
+
+
+def blow_up(G, D, value=1e4):
+    """Biases so large that every activation leaves fp16's comfortable range."""
+    with torch.no_grad():
+        for layer in G.layers:
+            layer.bias.fill_(value)
+        D.from_rgb.bias.fill_(value)
+        for block in D.blocks:
+            block.conv0.bias.fill_(value)
+
+
+def test_fp16_clamps_the_activations_of_the_fast_blocks_only():
+    """Under fp16 the fast blocks' activations stay within ±256·√2 (G's layers; D's fromRGB and
+    its blocks' first conv), the others' do not; under bf16 and fp32 nothing is clamped."""
+    G, D = nets(MIXED)
+    blow_up(G, D)
+    peaks = {}
+
+    def peak(name):
+        return lambda m, args, out=None: peaks.__setitem__(
+            name, (args[0] if out is None else out).detach().abs().max().item())
+
+    for i, layer in enumerate(G.layers):
+        layer.register_forward_hook(peak(i))
+    D.blocks[0].register_forward_pre_hook(peak("D fromRGB"))
+    D.blocks[0].conv1.register_forward_pre_hook(peak("D conv0"))
+    z = torch.randn(4, MIXED.z_dim, generator=generator(1))
+    limit = 256 * math.sqrt(2)
+    for dtype in (torch.float16, torch.bfloat16, None):
+        peaks.clear()
+        with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
+            D(G(z))
+        for name, value in peaks.items():
+            fast = name in ("D fromRGB", "D conv0") or MIXED.fast(resolution_of_layer(name))
+            clamped = fast and dtype == torch.float16
+            assert (value <= limit * 1.001) if clamped else value > limit, (dtype, name, value)
+
+
+def test_the_precision_options_change_nothing_in_fp32():
+    """Without autocast, num_fp16_res and conv_clamp do not enter the computation: G and D give
+    bitwise the same outputs and gradients with them on (even at activations > 256) and off."""
+    off = dataclasses.replace(MIXED, num_fp16_res=0, conv_clamp=None)
+    results = []
+    for cfg in (MIXED, off):
+        G, D = nets(cfg)
+        blow_up(G, D, 1e3)
+        z = torch.randn(4, cfg.z_dim, generator=generator(2))
+        logits = D(G(z))
+        logits.sum().backward()
+        results.append([logits.detach(), *[p.grad for p in G.parameters()]])
+    assert all(torch.equal(a, b) for a, b in zip(*results))
+
+
+def test_fp16_stays_close_to_fp32():
+    """At initialisation the fp16 images and logits differ from fp32's by rounding only."""
+    G, D = nets(MIXED)
+    z = torch.randn(8, MIXED.z_dim, generator=generator(3))
+    images = G(z, noise_mode="const")
+    logits = D(images)
+    with torch.autocast("cpu", dtype=torch.float16):
+        images16 = G(z, noise_mode="const")
+        logits16 = D(images)
+    torch.testing.assert_close(images16, images, rtol=0, atol=2e-2 * images.abs().max().item())
+    torch.testing.assert_close(logits16, logits, rtol=0, atol=2e-2 * logits.abs().max().item())
+
+
+def test_validate_rejects_bad_precision_options():
+    from nanogan.config import ConfigError
+    with pytest.raises(ConfigError, match="num_fp16_res must be >= 0"):
+        dataclasses.replace(TINY, num_fp16_res=-1).validate()
+    with pytest.raises(ConfigError, match="conv_clamp must be > 0 or None"):
+        dataclasses.replace(TINY, conv_clamp=0.0).validate()
