@@ -615,7 +615,7 @@ def main(
     run.cfg.validate()  # before touching any data: a bad resolution or batch fails at once
     explicit_channels = any(s.split("=")[0].strip() == "channels" for s in set_)
     dataset = open_dataset(run.data, resolution=run.cfg.resolution, xflip=run.mirror,
-                           skip_bad=run.skip_bad, **({} if cache == Cache.auto else {'cache': cache.value}),  # TEMP
+                           skip_bad=run.skip_bad, cache=cache.value,
                            channels=run.cfg.channels if explicit_channels or run.state else None)
     run.cfg = models.fit_to_dataset(run.cfg, dataset)
     run.cfg.validate()

@@ -1,9 +1,20 @@
-"""Datasets as uint8 image tensors: Fashion-MNIST, image folders, zip archives, CIFAR-10.
+"""Datasets as uint8 image tensors: Fashion-MNIST, CIFAR-10, image folders and zips.
 
-Every source is decoded once, in the calling process, into one uint8 array (n, c, r, r): an
-in-memory array for Fashion-MNIST and CIFAR-10, a memory-mapped .npy cache for folders and zips.
-Training then only indexes that array, so a corrupt file is reported (or skipped) at start-up,
-never deep inside a DataLoader worker, and no image is decoded twice.
+Two paths, one interface (`__len__`, `__getitem__ -> (uint8 (c, r, r), label)`, `images_uint8`,
+`labels`, and `name, class_names, channels, resolution, num_classes, xflip, skipped`):
+
+- decoded (`ImageDataset`): the whole source as one uint8 array (n, c, r, r) — in memory for
+  Fashion-MNIST and CIFAR-10, a memory-mapped .npy cache for folders and zips, decoded once by
+  one process while the others wait on a file lock. Fastest, but n·c·r² bytes: 220 GB for FFHQ
+  at 1024².
+- streamed (`StreamingDataset`): each image decoded when it is read, in the DataLoader workers
+  of the process that needs it; best from a zip prepared by `nanogan.prepare` (PNGs at one
+  resolution, labels in its dataset.json). Start-up reads the zip's directory, or a folder's
+  cached index, and decodes nothing.
+
+`open_dataset(..., cache="auto")` decodes what fits `CACHE_BUDGET` and streams the rest. Both
+paths give the same pixels for the same index, so the data order (`InfiniteSampler`, a function
+of (seed, step)) means the same images whichever path reads them.
 
     x ∈ {0, …, 255}  ->  to_float(x) = x / 127.5 − 1 ∈ [−1, 1],   to_uint8 the inverse.
 
@@ -20,6 +31,8 @@ Lesson: lessons/00_reading_this_repo.md
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import gzip
 import hashlib
 import io
@@ -27,7 +40,9 @@ import json
 import logging
 import os
 import shutil
+import struct
 import tempfile
+import threading
 import urllib.request
 import zipfile
 import zlib
@@ -41,6 +56,11 @@ import torch.nn.functional as F
 from PIL import Image
 
 from nanogan.randomness import derive_seed
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks (see exclusive_lock)
+    fcntl = None
 
 logger = logging.getLogger(__name__)
 
@@ -198,6 +218,8 @@ def load_fashion_mnist(split: str = "train", root: str | Path | None = None,
 
 class ImageDataset(torch.utils.data.Dataset):
     """Decoded uint8 images (n, c, r, r) and labels; index n + i is image i mirrored (xflip)."""
+
+    cache = "ram"
 
     def __init__(self, images: np.ndarray | torch.Tensor,
                  labels: np.ndarray | torch.Tensor | None = None, *, name: str,
@@ -383,7 +405,26 @@ def grey(images: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------------ image folders and zips
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif")
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: folders keyed by their directories' mtimes, not every file's stat
+INDEX_VERSION = 1
+PREPARED_FORMAT, PREPARED_VERSION = "nanogan-dataset", 1
+CACHE_MODES = ("auto", "ram", "stream")
+
+
+def _physical_memory() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):  # not a POSIX system
+        return None
+
+
+# The largest decoded copy (n·c·r² bytes) that cache="auto" builds. The copy is a memmap read
+# through the page cache: beyond a quarter of RAM it competes with the model, the loader workers
+# and the OS for memory and reads hit the disk, and beyond 4 GiB the one-off decode (minutes)
+# and the second copy on disk stop being worth it, because streaming from a prepared zip with a
+# few workers already keeps up with one GPU (benchmarks/data_bench.py). Fashion-MNIST (72 MB)
+# and CIFAR-10 (150 MB) are far below it; FFHQ at 256² (13.8 GB) is streamed.
+CACHE_BUDGET = min(4 << 30, (_physical_memory() or 16 << 30) // 4)
 
 
 def decode_image(data: bytes, resolution: int, channels: int) -> np.ndarray:
@@ -401,95 +442,437 @@ def decode_image(data: bytes, resolution: int, channels: int) -> np.ndarray:
         if "A" in image.mode or "a" in image.mode or "transparency" in image.info:
             rgba = image.convert("RGBA")
             image = Image.alpha_composite(Image.new("RGBA", rgba.size, (0, 0, 0, 255)), rgba)
-        image = image.convert("L" if channels == 1 else "RGB")
-    w, h = image.size
-    s = min(w, h)
-    left, top = (w - s) // 2, (h - s) // 2
-    image = image.crop((left, top, left + s, top + s))
-    if s != resolution:
-        image = image.resize((resolution, resolution), Image.Resampling.LANCZOS)
-    array = np.asarray(image)
+        mode = "L" if channels == 1 else "RGB"
+        image = image if image.mode == mode else image.convert(mode)
+        w, h = image.size
+        s = min(w, h)
+        if w != h:
+            left, top = (w - s) // 2, (h - s) // 2
+            image = image.crop((left, top, left + s, top + s))
+        if s != resolution:
+            image = image.resize((resolution, resolution), Image.Resampling.LANCZOS)
+        array = np.asarray(image)
     return array[None] if channels == 1 else array.transpose(2, 0, 1)
 
 
-class ImageSource:
-    """The image files of a folder (recursively) or a zip archive, sorted, with their labels.
+def _pread(fd: int, size: int, offset: int) -> bytes:
+    if hasattr(os, "pread"):
+        return os.pread(fd, size, offset)
+    with _PREAD_LOCK:  # no positioned read (Windows): seek and read under a lock
+        os.lseek(fd, offset, os.SEEK_SET)
+        return os.read(fd, size)
 
-    Labels come from the first-level sub-folders (sorted names); a single image directly in the
-    root makes the whole source unlabeled. In a zip, one folder holding everything is a wrapper
-    (`zip -r cats.zip cats/`), not a class, and is looked through. Hidden files are ignored.
+
+_PREAD_LOCK = threading.Lock()
+
+
+class ZipMembers:
+    """Chosen members of a zip archive, read by byte offset with one file descriptor a process.
+
+    The central directory is parsed once (by zipfile) into numpy arrays of offsets, sizes,
+    methods and CRCs, about 21 bytes a member, which forked DataLoader workers share
+    copy-on-write. A `zipfile.ZipFile` per worker would instead re-parse the directory in every
+    worker and keep ~550 bytes of ZipInfo per member: 0.7 GB a process for ImageNet's 1.28M.
+    Reads are positioned (`os.pread`), so threads and processes never share a file offset, and
+    a descriptor is only used by the process that opened it.
     """
 
-    def __init__(self, path: Path):
-        self.path, self.is_zip, self._archive = path, path.is_file(), None
+    def __init__(self, path: Path, infos: Sequence[zipfile.ZipInfo]):
+        for info in infos:
+            if info.flag_bits & 1 or info.compress_type not in (zipfile.ZIP_STORED,
+                                                                zipfile.ZIP_DEFLATED):
+                raise DataError(f"{path}:{info.filename}: encrypted or compressed with zip method "
+                                f"{info.compress_type}; nanogan reads stored and deflated members "
+                                "— re-zip it with `zip -r` or prepare it with nanogan.prepare")
+        self.path = path
+        self.offset = np.array([i.header_offset for i in infos], np.int64)
+        self.size = np.array([i.compress_size for i in infos], np.int64)
+        self.deflated = np.array([i.compress_type == zipfile.ZIP_DEFLATED for i in infos], bool)
+        self.crc = np.array([i.CRC for i in infos], np.uint32)
+        self._fd: int | None = None
+        self._pid = -1
+
+    def read(self, i: int) -> bytes:
+        """The uncompressed bytes of member i, checked against its CRC-32."""
+        if self._pid != os.getpid():
+            self._fd, self._pid = os.open(self.path, os.O_RDONLY | getattr(os, "O_BINARY", 0)), \
+                os.getpid()
+        offset, size = int(self.offset[i]), int(self.size[i])
+        header = _pread(self._fd, 30, offset)  # the local file header: 30 bytes, name, extra
+        if len(header) < 30 or header[:4] != b"PK\x03\x04":
+            raise zipfile.BadZipFile(f"no local file header at byte {offset}")
+        name_length, extra_length = struct.unpack("<HH", header[26:30])
+        data = _pread(self._fd, size, offset + 30 + name_length + extra_length)
+        if len(data) != size:
+            raise zipfile.BadZipFile(f"{size - len(data)} of its {size} bytes are missing")
+        if self.deflated[i]:
+            data = zlib.decompress(data, -15)  # raw deflate, no zlib header
+        if zlib.crc32(data) != int(self.crc[i]):
+            raise zipfile.BadZipFile("CRC-32 mismatch (the data is corrupt)")
+        return data
+
+    def close(self) -> None:
+        if self._fd is not None and self._pid == os.getpid():
+            os.close(self._fd)
+        self._fd, self._pid = None, -1
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_fd": None, "_pid": -1}
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):  # at interpreter exit `os` may already be gone
+            self.close()
+
+
+def read_prepared_meta(raw: bytes, where: str) -> dict:
+    """The dataset.json of a prepared zip, validated: a DataError names the field that is wrong."""
+    try:
+        meta = json.loads(raw)
+    except ValueError as err:
+        raise DataError(f"{where}: not valid JSON ({err}); prepare the zip again") from None
+    if not isinstance(meta, dict) or meta.get("format") != PREPARED_FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise DataError(f"{where}: format is {found!r}, expected {PREPARED_FORMAT!r}")
+    version = meta.get("version")
+    if not isinstance(version, int) or version < 1:
+        raise DataError(f"{where}: version must be a positive integer, got {version!r}")
+    if version > PREPARED_VERSION:
+        raise DataError(f"{where}: a version {version} dataset, newer than this nanogan reads "
+                        f"(version {PREPARED_VERSION}); update nanogan or prepare the data again")
+
+    def require(field: str, ok: bool, expected: str) -> None:
+        if not ok:
+            raise DataError(f"{where}: field {field!r} must be {expected}, got "
+                            f"{str(meta.get(field, '(missing)'))[:80]}")
+
+    n, names = meta.get("images"), meta.get("class_names")
+    require("resolution", meta.get("resolution") in RESOLUTIONS, f"one of {list(RESOLUTIONS)}")
+    require("channels", meta.get("channels") in (1, 3), "1 or 3")
+    require("images", isinstance(n, int) and n >= 1, "a positive number of images")
+    require("class_names", isinstance(names, list) and all(isinstance(c, str) for c in names),
+            "a list of strings")
+    k, labels = max(len(names), 1), meta.get("labels")
+    require("labels", isinstance(labels, list) and len(labels) == n and all(
+        type(y) is int and 0 <= y < k for y in labels), f"a list of {n} class indices in [0, {k})")
+    skipped = meta.get("skipped", [])
+    require("skipped", isinstance(skipped, list) and all(
+        isinstance(s, list) and len(s) == 2 for s in skipped), "a list of [where, reason] pairs")
+    return meta
+
+
+class ImageSource:
+    """The images of a folder (recursively), a zip archive, or a prepared zip, with labels.
+
+    Folders and plain zips: image files sorted by path; labels from the first-level sub-folders
+    (sorted names); a single image directly in the root makes the whole source unlabeled. In a
+    zip, one folder holding everything is a wrapper (`zip -r cats.zip cats/`), not a class, and
+    is looked through. Hidden files and __MACOSX are ignored. A folder's file list comes from its
+    cached index (`folder_index`); a zip's from its central directory.
+
+    A prepared zip (made by nanogan.prepare) holds dataset.json and images/{i:08d}.png; its
+    labels, class names, resolution and channels come from dataset.json, never from folder names.
+
+    `key` is what caches of decoded images depend on: for a zip its size and mtime, for a folder
+    its index (file list and directory mtimes). An image edited in place without renaming is
+    not seen by it: touch the folder (`touch DIR`) or delete the cache (user_cache_dir()).
+    """
+
+    def __init__(self, path: Path, index_dir: Path | None = None):
+        index_dir = index_dir or user_cache_dir() / "datasets"
+        self.path, self.is_zip, self.prepared = path, path.is_file(), None
+        self._names = self._members = None
         if self.is_zip:
-            try:
-                with zipfile.ZipFile(path) as archive:
-                    names = [i.filename for i in archive.infolist() if not i.is_dir()]
-            except (zipfile.BadZipFile, OSError) as err:
-                raise DataError(f"{path}: not a readable zip archive ({err})") from None
+            stat = path.stat()
+            self.key = [stat.st_size, stat.st_mtime_ns]
+            names, ignored = self._open_zip()
         else:
-            names = [Path(d, f).relative_to(path).as_posix()
-                     for d, _, files in os.walk(path, followlinks=True) for f in files]
-        self.names = sorted(n for n in names if n.lower().endswith(IMAGE_EXTENSIONS) and not any(
-            part.startswith(".") or part == "__MACOSX" for part in n.split("/")))
-        parts = [n.split("/") for n in self.names]
-        if self.is_zip and parts and all(len(p) > 1 for p in parts) and len(
-                {p[0] for p in parts}) == 1:
+            index = folder_index(path, index_dir)
+            self.key = [index["dirs"], index["mtimes"]]
+            names, ignored = index["names"], index["ignored"]
+        if self.prepared is None:
+            self._set_plain(names, ignored)
+
+    def _open_zip(self) -> tuple[list[str], dict[str, int]]:
+        try:
+            with zipfile.ZipFile(self.path) as archive:  # reads the central directory only
+                infos = {i.filename: i for i in archive.infolist() if not i.is_dir()}
+                raw = archive.read("dataset.json") if "dataset.json" in infos else None
+        except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as err:
+            raise DataError(f"{self.path}: not a readable zip archive ({err}); if it was being "
+                            "written or copied, it is incomplete: make or copy it again") from None
+        if raw is not None:
+            meta = read_prepared_meta(raw, f"{self.path}:dataset.json")
+            chosen = []
+            for i in range(meta["images"]):
+                info = infos.get(f"images/{i:08d}.png")
+                if info is None:
+                    raise DataError(f"{self.path}: dataset.json lists {meta['images']} images but "
+                                    f"images/{i:08d}.png is missing; prepare the zip again")
+                chosen.append(info)
+            self.prepared = meta
+            self.labels = np.array(meta["labels"], np.int64)
+            self.class_names = list(meta["class_names"])
+            self._members = ZipMembers(self.path, chosen)
+            return [], {}
+        names, ignored = _split_names(infos)
+        self._members = ZipMembers(self.path, [infos[n] for n in names])
+        return names, ignored
+
+    def _set_plain(self, names: list[str], ignored: dict[str, int]) -> None:
+        self.ignored = ignored
+        if not names:
+            what = "in the archive" if self.is_zip else "in it or its sub-folders"
+            others = sum(ignored.values())
+            listed = ", ".join(f"{e} ×{c}" for e, c in sorted(ignored.items(), key=lambda x:
+                                                                 -x[1])[:6])
+            raise DataError(f"{self.path}: no images found {what}"
+                            + (f"; ignored {others} other files ({listed})" if others else
+                               " (it holds no files)")
+                            + f". nanogan reads {', '.join(IMAGE_EXTENSIONS)} files (any case; "
+                            "hidden files and __MACOSX are skipped)")
+        parts = [n.split("/") for n in names]
+        if self.is_zip and all(len(p) > 1 for p in parts) and len({p[0] for p in parts}) == 1:
             parts = [p[1:] for p in parts]
-        labeled = bool(parts) and all(len(p) > 1 for p in parts)
+        labeled = all(len(p) > 1 for p in parts)
         self.class_names = sorted({p[0] for p in parts}) if labeled else []
         index = {c: i for i, c in enumerate(self.class_names)}
         self.labels = np.array([index[p[0]] if labeled else 0 for p in parts], np.int64)
+        # utf-8 bytes in one numpy array: no Python object per name, so forked workers that read
+        # names do not touch refcounts and copy the pages ("copy-on-read")
+        self._names = np.array([n.encode() for n in names])
 
-    def fingerprint(self) -> list:
-        """What the decoded cache depends on: the archive's or every file's size and mtime."""
-        files = [""] if self.is_zip else self.names
-        stats = [(self.path / f if f else self.path).stat() for f in files]
-        return [(f, st.st_size, st.st_mtime_ns) for f, st in zip(files, stats)]
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def resolution(self) -> int | None:
+        """The prepared resolution, or None for a folder or plain zip."""
+        return self.prepared["resolution"] if self.prepared else None
+
+    @functools.cached_property
+    def names(self) -> list[str]:
+        """Every image's name in order: a list built on first use (`name(i)` builds none)."""
+        return [self.name(i) for i in range(len(self))]
+
+    def name(self, i: int) -> str:
+        return f"images/{i:08d}.png" if self.prepared else self._names[i].decode()
 
     def where(self, i: int) -> str:
-        return f"{self.path}:{self.names[i]}" if self.is_zip else str(self.path / self.names[i])
+        """`archive.zip:member` or the file's path: what a message about image i names."""
+        return f"{self.path}:{self.name(i)}" if self.is_zip else str(self.path / self.name(i))
 
     def read(self, i: int) -> bytes:
-        """The bytes of image i (zipfile serializes concurrent reads of one archive itself)."""
-        if not self.is_zip:
-            return (self.path / self.names[i]).read_bytes()
-        if self._archive is None:
-            self._archive = zipfile.ZipFile(self.path)
-        return self._archive.read(self.names[i])
+        """The encoded bytes of image i."""
+        if self._members is not None:
+            return self._members.read(i)
+        with open(self.path / self.name(i), "rb") as f:
+            return f.read()
 
     def close(self) -> None:
-        if self._archive is not None:
-            self._archive.close()
-            self._archive = None
+        if self._members is not None:
+            self._members.close()
+
+
+def _split_names(names) -> tuple[list[str], dict[str, int]]:
+    """Image names (sorted) and the count of every other file, by extension."""
+    keep, ignored = [], {}
+    for name in names:
+        if any(part.startswith(".") or part == "__MACOSX" for part in name.split("/")):
+            ext = "hidden"
+        elif name.lower().endswith(IMAGE_EXTENSIONS):
+            keep.append(name)
+            continue
+        else:
+            ext = os.path.splitext(name)[1].lower() or "no extension"
+        ignored[ext] = ignored.get(ext, 0) + 1
+    return sorted(keep), ignored
+
+
+def _slug(path: Path) -> str:
+    return "".join(c if c.isalnum() else "-" for c in path.name)
+
+
+def _dir_mtimes(root: Path, dirs: Sequence[str]) -> list[int] | None:
+    try:
+        return [os.stat(root / d).st_mtime_ns for d in dirs]
+    except OSError:
+        return None
+
+
+def folder_index(path: Path, index_dir: Path) -> dict:
+    """The sorted image names of a folder, listed once and kept in `index_dir`.
+
+    The index stays valid while the mtime of the folder and of every sub-folder is unchanged
+    (adding, removing or renaming a file changes its directory's mtime), so a start costs one
+    stat per directory, none per file. Editing a file in place changes no directory: run
+    `touch DIR` (or delete the index and caches under user_cache_dir()) after such an edit.
+    """
+    resolved = path.resolve()
+    file = index_dir / f"{_slug(path)}-{hashlib.sha256(str(resolved).encode()).hexdigest()[:16]}" \
+                       ".index.json"
+    try:
+        index = json.loads(file.read_text())
+        if (index["version"] == INDEX_VERSION and index["path"] == str(resolved)
+                and _dir_mtimes(path, index["dirs"]) == index["mtimes"]):
+            return index
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    dirs, mtimes, files, todo = [], [], [], ["."]
+    while todo:  # depth first, sorted; each mtime is taken before its directory is listed, so
+        rel = todo.pop()  # a file added during the listing makes the next start list again
+        dirs.append(rel)
+        mtimes.append(os.stat(path / rel).st_mtime_ns)
+        subdirs = []
+        with os.scandir(path / rel) as entries:
+            for entry in entries:
+                name = entry.name if rel == "." else f"{rel}/{entry.name}"
+                (subdirs if entry.is_dir() else files).append(name)  # symlinks followed
+        todo += sorted(subdirs, reverse=True)
+    names, ignored = _split_names(files)
+    index = {"version": INDEX_VERSION, "path": str(resolved), "dirs": dirs, "mtimes": mtimes,
+             "names": names, "ignored": ignored}
+    try:
+        index_dir.mkdir(parents=True, exist_ok=True)
+        _write_atomic(file, json.dumps(index).encode())
+    except OSError as err:  # a read-only cache only costs the next start a listing
+        logger.warning("%s: cannot keep the folder index there (%s)", file, err)
+    return index
+
+
+# ------------------------------------------------------------------------------- streaming
+
+
+class StreamingDataset(torch.utils.data.Dataset):
+    """Images decoded one per item from an ImageSource; the interface of ImageDataset.
+
+    Index n + i is image i mirrored (xflip). Nothing is decoded at start-up; DataLoader workers
+    each open their own file descriptor (forked or pickled copies never share one). The result
+    is exactly the decoded path's (`decode_image`, same index order), so the data order stays
+    a function of (seed, step) whichever path reads it.
+
+    A file that cannot be read raises UnreadableImageError naming `archive.zip:member` or the
+    path. With skip_bad=True it is replaced by the next readable image (i + 1, i + 2, … modulo
+    n, mirrored if the index was a mirror, with that image's label): a choice that depends only
+    on the data, so resumed and N-process runs stay exact. Each process logs one warning per bad
+    image and appends it to its own `skipped` (a worker's list is not seen by the main process).
+    The decoded path instead drops bad images at start-up, so with bad files the two paths'
+    indices differ.
+    """
+
+    cache = "stream"
+
+    def __init__(self, source: ImageSource, *, resolution: int, channels: int, name: str,
+                 xflip: bool = False, skip_bad: bool = False):
+        self.source, self.resolution, self.channels = source, resolution, channels
+        self.name, self.xflip, self.skip_bad = name, xflip, skip_bad
+        self.class_names = tuple(source.class_names)
+        self.num_classes = len(self.class_names)
+        self.skipped = [tuple(s) for s in (source.prepared or {}).get("skipped", [])]
+        self._bad: set[int] = set()
+
+    def __len__(self) -> int:
+        return len(self.source) * (2 if self.xflip else 1)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        index = int(index)
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for a dataset of {len(self)} images")
+        n = len(self.source)
+        image, i = self._decode(index % n)
+        if index >= n:
+            image = image[..., ::-1]
+        # one copy: contiguous, and writable (Pillow's array is read-only)
+        return torch.from_numpy(np.array(image, order="C")), int(self.source.labels[i])
+
+    def _decode(self, i: int) -> tuple[np.ndarray, int]:
+        """Image i, or with skip_bad the next readable one, and the index actually read."""
+        n = len(self.source)
+        for j in (k % n for k in range(i, i + n)):
+            if j in self._bad:
+                continue
+            try:
+                return decode_image(self.source.read(j), self.resolution, self.channels), j
+            except Exception as err:  # noqa: BLE001 - any failure is this file's failure
+                reason, where = f"{type(err).__name__}: {err}", self.source.where(j)
+                if not self.skip_bad:
+                    raise UnreadableImageError(
+                        f"{where}: cannot read this image ({reason}); fix or delete it (prepare "
+                        "the zip again), or pass skip_bad=True (--skip-bad) to read the next "
+                        "image in its place") from None
+                self._bad.add(j)
+                self.skipped.append((where, reason))
+                logger.warning("%s: cannot read this image (%s); reading the next one in its "
+                               "place", where, reason)
+        raise DataError(f"{self.source.path}: none of its {n} images could be read")
+
+    def images_uint8(self, indices: Sequence[int] | np.ndarray | torch.Tensor) -> torch.Tensor:
+        """uint8 (b, c, r, r) images for dataset indices, each decoded now."""
+        index = np.asarray(indices.cpu() if isinstance(indices, torch.Tensor) else indices,
+                           np.int64).reshape(-1)
+        if not index.size:
+            return torch.empty(0, self.channels, self.resolution, self.resolution,
+                               dtype=torch.uint8)
+        return torch.stack([self[i][0] for i in index.tolist()])
+
+    def labels(self) -> torch.Tensor:
+        """int64 (len(self),) labels (all 0 when the dataset is unlabeled)."""
+        return torch.from_numpy(np.tile(self.source.labels, 2 if self.xflip else 1))
+
+    def __repr__(self) -> str:
+        r = self.resolution
+        return (f"StreamingDataset({self.name!r}, {len(self)} images, {self.channels}×{r}×{r}, "
+                f"{self.num_classes} classes)")
+
+
+# ---------------------------------------------------------------------- the decoded cache
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: Path):
+    """Hold an exclusive lock on the file `path` (fcntl.flock): other processes wait here.
+
+    The lock goes with the open file, so a process that dies releases it. Where fcntl does not
+    exist (Windows) there is no lock, and two processes may decode the same data once each.
+    """
+    with open(path, "a+b") as f:  # "a": created if missing, never truncated
+        if fcntl is not None:
+            fcntl.flock(f, fcntl.LOCK_EX)
+        yield
 
 
 def image_folder_dataset(path: Path, *, resolution: int | None = None, channels: int = 3,
                          xflip: bool = False, skip_bad: bool = False,
-                         cache_dir: Path | None = None) -> ImageDataset:
+                         cache_dir: Path | None = None,
+                         source: ImageSource | None = None) -> ImageDataset:
     """Decode a folder or zip of images once into a cached uint8 memmap, then index it.
 
-    The cache (images .npy, labels .npy, a .json written last) is keyed by the source's path,
-    every file's size and mtime (the archive's for a zip), the resolution and the channels.
+    The cache (images .npy, labels .npy, a .json written last) is keyed by the source's path and
+    `ImageSource.key`, the resolution and the channels. It is built by one process: the others
+    block on `<stem>.lock` (an flock, no torch.distributed collective, so it works before the
+    process group exists) and then memory-map the finished files.
     """
-    source = ImageSource(path)
-    if not source.names:
-        raise DataError(f"{path}: no images found (looked for {', '.join(IMAGE_EXTENSIONS)} "
-                        f"files{' in the archive' if source.is_zip else ', recursively'})")
+    folder = Path(cache_dir) if cache_dir is not None else user_cache_dir() / "datasets"
+    source = source or ImageSource(path, folder)
     try:
         resolution = resolution or _native_resolution(source)
-        key = hashlib.sha256(json.dumps([CACHE_VERSION, str(path.resolve()), source.fingerprint(),
+        key = hashlib.sha256(json.dumps([CACHE_VERSION, str(path.resolve()), source.key,
                                          resolution, channels]).encode()).hexdigest()[:16]
-        folder = Path(cache_dir) if cache_dir is not None else user_cache_dir() / "datasets"
-        stem = folder / f"{''.join(c if c.isalnum() else '-' for c in path.name)}-{key}"
+        stem = folder / f"{_slug(path)}-{key}"
         meta_path, images_path, labels_path = (Path(f"{stem}{suffix}") for suffix in
                                                (".json", ".images.npy", ".labels.npy"))
-        if not (meta_path.is_file() and images_path.is_file() and labels_path.is_file()):
+
+        def complete() -> bool:
+            return meta_path.is_file() and images_path.is_file() and labels_path.is_file()
+
+        if not complete():
             folder.mkdir(parents=True, exist_ok=True)
-            skipped = _decode_all(source, resolution, channels, skip_bad, images_path, labels_path)
-            _write_atomic(meta_path, json.dumps({"source": str(path), "skipped": skipped,
-                                                 "class_names": source.class_names}).encode())
+            with exclusive_lock(Path(f"{stem}.lock")):
+                if not complete():  # another process may have built it while this one waited
+                    skipped = _decode_all(source, resolution, channels, skip_bad, images_path,
+                                          labels_path)
+                    _write_atomic(meta_path, json.dumps({
+                        "source": str(path), "skipped": skipped,
+                        "class_names": source.class_names}).encode())
     finally:
         source.close()
     meta = json.loads(meta_path.read_text())
@@ -500,18 +883,27 @@ def image_folder_dataset(path: Path, *, resolution: int | None = None, channels:
                                    "bad in all)")
     if skipped:
         logger.warning("%s: skipped %d unreadable images", path, len(skipped))
-    name = f"{path.resolve()}@{resolution}px-{channels}ch" + ("+xflip" if xflip else "")
-    return ImageDataset(np.load(images_path, mmap_mode="r"), np.load(labels_path), name=name,
-                        class_names=meta["class_names"], xflip=xflip, skipped=skipped)
+    prepared = [tuple(s) for s in (source.prepared or {}).get("skipped", [])]
+    return ImageDataset(np.load(images_path, mmap_mode="r"), np.load(labels_path),
+                        name=_dataset_name(path, resolution, channels, xflip),
+                        class_names=meta["class_names"], xflip=xflip, skipped=prepared + skipped)
+
+
+def _dataset_name(path: Path, resolution: int, channels: int, xflip: bool) -> str:
+    """The same on both paths: they give the same images (feature caches are keyed by it)."""
+    return f"{path.resolve()}@{resolution}px-{channels}ch" + ("+xflip" if xflip else "")
 
 
 def _native_resolution(source: ImageSource) -> int:
-    """The largest allowed power of two not above the first readable image's shorter side."""
-    for i in range(len(source.names)):
+    """The prepared resolution, else the largest allowed power of two not above the first
+    readable image's shorter side."""
+    if source.resolution:
+        return source.resolution
+    for i in range(len(source)):
         try:
             with Image.open(io.BytesIO(source.read(i))) as image:
                 side = min(image.size)
-        except Exception:  # noqa: BLE001 - a bad file is reported by the decoding pass
+        except Exception:  # noqa: BLE001 - a bad file is reported when it is decoded
             continue
         return max(r for r in RESOLUTIONS if r <= max(side, RESOLUTIONS[0]))
     return RESOLUTIONS[0]
@@ -520,7 +912,7 @@ def _native_resolution(source: ImageSource) -> int:
 def _decode_all(source: ImageSource, resolution: int, channels: int, skip_bad: bool,
                 images_path: Path, labels_path: Path) -> list[tuple[str, str]]:
     """Decode every image (threads: Pillow releases the GIL) into a temporary .npy, then rename."""
-    n = len(source.names)
+    n = len(source)
 
     def decode(i: int) -> np.ndarray | str:
         try:
@@ -595,16 +987,50 @@ def has_test_split(source: str | Path | None) -> bool:
                               or cifar10_folder(path) is not None)
 
 
+def cache_budget_bytes(cache_budget: int | None = None) -> int:
+    """The budget of cache="auto": the argument, else $NANOGAN_CACHE_BUDGET, else CACHE_BUDGET.
+
+    The variable takes bytes with an optional K, M or G suffix (powers of 1024): "512M".
+    """
+    if cache_budget is not None:
+        if cache_budget < 0:
+            raise ValueError(f"cache_budget must be >= 0 bytes, got {cache_budget}")
+        return int(cache_budget)
+    text = os.environ.get("NANOGAN_CACHE_BUDGET", "").strip()
+    if not text:
+        return CACHE_BUDGET
+    scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1].upper(), 1)
+    try:
+        value = float(text[:-1] if scale > 1 else text)
+    except ValueError:
+        value = -1
+    if not value >= 0:
+        raise ValueError(f"NANOGAN_CACHE_BUDGET must be a number of bytes with an optional K, M "
+                         f"or G suffix (e.g. 512M), got {text!r}")
+    return int(value * scale)
+
+
 def open_dataset(source: str | Path | None = None, *, resolution: int | None = None,
                  channels: int | None = None, split: str = "train", xflip: bool = False,
-                 skip_bad: bool = False, cache_dir: Path | None = None) -> ImageDataset:
-    """Open Fashion-MNIST (None or "fashion-mnist"), an image folder, a .zip, or CIFAR-10."""
+                 skip_bad: bool = False, cache_dir: Path | None = None, cache: str = "auto",
+                 cache_budget: int | None = None) -> ImageDataset | StreamingDataset:
+    """Open Fashion-MNIST (None or "fashion-mnist"), an image folder, a .zip, or CIFAR-10.
+
+    `cache` chooses how a folder or zip is read: "ram" decodes it once into a memmap cache
+    (built by one process while the others wait), "stream" decodes each image when it is read
+    (`StreamingDataset`), "auto" decodes when the decoded size n·c·r² fits `cache_budget`
+    (`cache_budget_bytes`) and streams otherwise. Fashion-MNIST and CIFAR-10 are always held
+    in memory (decoding them is a reshape): every value of `cache` gives the in-memory dataset.
+    A prepared zip (nanogan.prepare) is recognised by its dataset.json on both paths.
+    """
     if resolution is not None:
         check_resolution(resolution)
     if channels not in (None, 1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
     if split not in SPLITS:
         raise ValueError(f"split must be one of {sorted(SPLITS)}, got {split!r}")
+    if cache not in CACHE_MODES:
+        raise ValueError(f"cache must be one of {', '.join(CACHE_MODES)}, got {cache!r}")
     if source is None or str(source).lower() == "fashion-mnist":
         return fashion_mnist_dataset(split=split, resolution=resolution, channels=channels,
                                      xflip=xflip)
@@ -630,5 +1056,22 @@ def open_dataset(source: str | Path | None = None, *, resolution: int | None = N
     if split != "train":
         raise ValueError(f"{source}: image folders and zips have only one split; "
                          f"split={split!r} needs Fashion-MNIST or CIFAR-10")
-    return image_folder_dataset(path, resolution=resolution, channels=channels or 3, xflip=xflip,
-                                skip_bad=skip_bad, cache_dir=cache_dir)
+    folder = Path(cache_dir) if cache_dir is not None else user_cache_dir() / "datasets"
+    images = ImageSource(path, folder)
+    resolution = resolution or _native_resolution(images)
+    channels = channels or (images.prepared["channels"] if images.prepared else 3)
+    if images.prepared and images.resolution != resolution:
+        logger.warning("%s: prepared at %d px, resized to %d px as each image is read (prepare "
+                       "it at %d px to skip the resizing)", path, images.resolution, resolution,
+                       resolution)
+    if cache == "auto":
+        size, budget = len(images) * channels * resolution**2, cache_budget_bytes(cache_budget)
+        cache = "ram" if size <= budget else "stream"
+        logger.info("%s: %.3g GB decoded, budget %.3g GB: cache=%s", path, size / 1e9,
+                    budget / 1e9, cache)
+    if cache == "ram":
+        return image_folder_dataset(path, resolution=resolution, channels=channels, xflip=xflip,
+                                    skip_bad=skip_bad, cache_dir=folder, source=images)
+    name = _dataset_name(path, resolution, channels, xflip)
+    return StreamingDataset(images, resolution=resolution, channels=channels, xflip=xflip,
+                            skip_bad=skip_bad, name=name)

@@ -4,6 +4,7 @@ CIFAR-10 decoded once into a cache, x-flips, the uint8 <-> float mapping and the
 import gzip
 import hashlib
 import itertools
+import os
 import pickle
 import urllib.error
 import zipfile
@@ -370,8 +371,12 @@ def test_corrupt_images_are_named_or_skipped(folder, tmp_path, caplog):
 
 
 def test_cache_is_reused_and_invalidated(folder, tmp_path, monkeypatch):
-    """A second open reads the cache without decoding; changing a file decodes again."""
-    first = open_dataset(folder, resolution=4, cache_dir=tmp_path / "cache")
+    """A second open reads the cache without decoding; touching the folder decodes again.
+
+    Editing a file in place changes no directory's mtime and is not seen (documented: touch
+    the folder), which is what makes a start cost one stat per directory instead of per file.
+    """
+    first = open_dataset(folder, resolution=4, cache="ram", cache_dir=tmp_path / "cache")
     calls = []
 
     def broken(*args):
@@ -379,11 +384,20 @@ def test_cache_is_reused_and_invalidated(folder, tmp_path, monkeypatch):
         raise AssertionError("decoded again")
 
     monkeypatch.setattr(data, "decode_image", broken)
-    second = open_dataset(folder, resolution=4, cache_dir=tmp_path / "cache")
+    second = open_dataset(folder, resolution=4, cache="ram", cache_dir=tmp_path / "cache")
     assert not calls and torch.equal(second.images_uint8(range(4)), first.images_uint8(range(4)))
     save(folder / "square" / "c.bmp", solid((0, 254, 0)))
+    open_dataset(folder, resolution=4, cache="ram", cache_dir=tmp_path / "cache")
+    assert not calls  # an in-place edit: the cache is kept
+    os.utime(folder, ns=(10**18, 10**18))  # `touch shapes/`
     with pytest.raises(DataError, match="decoded again"):
-        open_dataset(folder, resolution=4, cache_dir=tmp_path / "cache")
+        open_dataset(folder, resolution=4, cache="ram", cache_dir=tmp_path / "cache")
+    monkeypatch.undo()
+    open_dataset(folder, resolution=4, cache="ram", cache_dir=tmp_path / "cache")
+    monkeypatch.setattr(data, "decode_image", broken)
+    save(folder / "circle" / "deeper" / "new.png", solid((1, 1, 1)))  # a second-level folder
+    with pytest.raises(DataError, match="decoded again"):
+        open_dataset(folder, resolution=4, cache="ram", cache_dir=tmp_path / "cache")
     with pytest.raises(DataError, match="decoded again"):  # another resolution, another cache
         open_dataset(tmp_path / "shapes", resolution=8, cache_dir=tmp_path / "cache")
     assert not [p for p in (tmp_path / "cache").iterdir() if p.name.startswith(".")]
