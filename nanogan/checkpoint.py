@@ -124,7 +124,7 @@ def save(path: str | Path, state: dict[str, Any], *, kind: str, model: str,
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    _fsync(path.parent)
+    _fsync(path.parent, folder=True)
 
 
 def load(path: str | Path, *, kind: str | None = None, model: str | None = None) -> Checkpoint:
@@ -210,11 +210,12 @@ def _storable(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def _fsync(path: str | Path) -> None:
+def _fsync(path: str | Path, *, folder: bool = False) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     except OSError:  # some file systems cannot fsync a folder; the rename is still atomic
-        pass
+        if not folder:  # but a file whose data may not be on disk must not replace the old one
+            raise
     finally:
         os.close(fd)

@@ -81,10 +81,13 @@ PRESETS = {
     # initialisation when the run ends (the paper's phases last 50k steps).
     "tiny": Config(z_dim=128, fmap_base=1024, fmap_max=128, batch_size=32,
                    stabilize_kimg=5, fade_kimg=5, ema_beta=0.97, kimg=50),
-    # Appendix A.1: CelebA-HQ 1024², 800k images per phase.
-    "paper": Config(resolution=1024, channels=3, batch_size=16, kimg=12000),
-    # §6.1 / Table 1 style 128² network for smaller budgets, 600k images per phase.
-    "paper128": Config(resolution=128, channels=3, stabilize_kimg=600, fade_kimg=600, kimg=6000),
+    # Appendix A.1: CelebA-HQ 1024², 800k images per phase: 800 + 8 × 1600 = 13600 kimg
+    # reaches the end of the 1024² fade-in and stabilization.
+    "paper": Config(resolution=1024, channels=3, batch_size=16, kimg=13600),
+    # §6.1 / Appendix A.2: the lower-capacity 128² network (widths 512, 512, 256, 128, 64, 32),
+    # 600k images per phase, 10M images in all.
+    "paper128": Config(resolution=128, channels=3, fmap_base=2048, stabilize_kimg=600,
+                       fade_kimg=600, kimg=10000),
 }
 
 
@@ -96,7 +99,8 @@ class Generator(nn.Module):
     def __init__(self, cfg: Config):
         super().__init__()
         self.cfg, w4 = cfg, cfg.width(4)
-        self.dense = EqualLinear(cfg.z_dim, w4 * 16, gain=SQRT2)  # "Conv 4×4" on a 1×1 latent
+        # Table 2's "Conv 4×4" on a 1×1 latent: fan-in 16·z_dim, so gain √2/4 for fan-in z_dim.
+        self.dense = EqualLinear(cfg.z_dim, w4 * 16, gain=SQRT2 / 4)
         self.blocks = nn.ModuleDict({"4": EqualConv2d(w4, w4, 3, gain=SQRT2)})
         for r in _resolutions(cfg.resolution)[1:]:
             self.blocks[str(r)] = nn.Sequential(

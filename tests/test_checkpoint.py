@@ -248,3 +248,104 @@ def test_a_killed_save_never_leaves_a_broken_file(tmp_path):
             proc.wait()
         state = load(path).state
         assert torch.all(state["w"] == state["i"])
+
+
+# ---------------------------------------------------------------------------- durability
+
+
+def _record_disk_calls(monkeypatch, events):
+    """Spy on checkpoint's os.open/os.fsync/os.replace: events gets ("fsync", path, size) and
+    ("replace", src, dst); the real calls still happen."""
+    os_ = checkpoint.os
+    real_open, real_fsync, real_replace = os_.open, os_.fsync, os_.replace
+    paths = {}
+
+    def open_spy(path, flags, *args, **kwargs):
+        fd = real_open(path, flags, *args, **kwargs)
+        paths[fd] = Path(path)
+        return fd
+
+    def fsync_spy(fd):
+        path = paths[fd]
+        events.append(("fsync", path, None if path.is_dir() else path.stat().st_size))
+        return real_fsync(fd)
+
+    def replace_spy(src, dst, *args, **kwargs):
+        events.append(("replace", Path(src), Path(dst)))
+        return real_replace(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os_, "open", open_spy)
+    monkeypatch.setattr(os_, "fsync", fsync_spy)
+    monkeypatch.setattr(os_, "replace", replace_spy)
+
+
+def test_save_fsyncs_the_file_then_renames_then_fsyncs_the_folder(tmp_path, monkeypatch):
+    """fsync(complete temp file in the folder) → replace(temp, final) → fsync(folder): after a
+    crash the folder holds the old file or the whole new one, never a name without its data."""
+    path = tmp_path / "run" / "ckpt.safetensors"
+    save(path, {"w": torch.zeros(3)}, kind="training", model="progan", config={})
+    events = []
+    _record_disk_calls(monkeypatch, events)
+    save(path, {"w": torch.ones(1000)}, kind="training", model="progan", config={})
+    assert [e[0] for e in events] == ["fsync", "replace", "fsync"], events
+    (_, synced, size), (_, src, dst), (_, folder, _) = events
+    assert synced == src and src.parent == path.parent and src != path
+    assert size == path.stat().st_size  # the temp file was complete when it was synced
+    assert dst == path and folder == path.parent
+    assert list(path.parent.iterdir()) == [path]
+    assert torch.equal(load(path).state["w"], torch.ones(1000))
+
+
+@pytest.mark.parametrize("failing", [
+    "write", "replace",
+    "fsync",
+])
+def test_a_failed_save_leaves_the_old_file_and_no_temp_file(tmp_path, monkeypatch, failing):
+    """An error while writing, syncing or renaming propagates, removes the temp file and
+    leaves the previous checkpoint loadable and unchanged."""
+    path = tmp_path / "ckpt.safetensors"
+    save(path, {"w": torch.zeros(3)}, kind="training", model="progan", config={})
+    old = path.read_bytes()
+    real_save_file = checkpoint.save_file
+
+    def half_then_fail(tensors, filename, metadata=None):
+        real_save_file(tensors, filename, metadata=metadata)
+        Path(filename).write_bytes(Path(filename).read_bytes()[:50])
+        raise OSError("disk full")
+
+    def fail(*args, **kwargs):
+        raise OSError("disk full")
+
+    if failing == "write":
+        monkeypatch.setattr(checkpoint, "save_file", half_then_fail)
+    else:
+        monkeypatch.setattr(checkpoint.os, failing, fail)
+    with pytest.raises(OSError, match="disk full"):
+        save(path, {"w": torch.ones(1000)}, kind="training", model="progan", config={})
+    monkeypatch.undo()
+    assert list(tmp_path.iterdir()) == [path]
+    assert path.read_bytes() == old
+    assert torch.equal(load(path).state["w"], torch.zeros(3))
+
+
+def test_a_folder_that_cannot_be_fsynced_is_tolerated(tmp_path, monkeypatch):
+    """Some file systems refuse fsync on a folder (EINVAL): the rename is done, the save works."""
+    path = tmp_path / "ckpt.safetensors"
+    real_open, real_fsync = checkpoint.os.open, checkpoint.os.fsync
+    folders = set()
+
+    def open_spy(p, flags, *args, **kwargs):
+        fd = real_open(p, flags, *args, **kwargs)
+        if Path(p).is_dir():
+            folders.add(fd)
+        return fd
+
+    def fsync_spy(fd):
+        if fd in folders:
+            raise OSError(22, "Invalid argument")
+        return real_fsync(fd)
+
+    monkeypatch.setattr(checkpoint.os, "open", open_spy)
+    monkeypatch.setattr(checkpoint.os, "fsync", fsync_spy)
+    save(path, {"w": torch.ones(2)}, kind="model", model="progan", config={})
+    assert folders and torch.equal(load(path).state["w"], torch.ones(2))
