@@ -221,7 +221,8 @@ def _config_table(run: Run, dataset, grad_accum: int) -> Table:
     table.add_row("[dim]precision", f"[dim]{run.precision}")
     table.add_row("[dim]seed, grad_accum", f"[dim]{run.seed}, {grad_accum}")
     table.add_row("[dim]dataset", f"[dim]{dataset.name}: {len(dataset)} images, "
-                  f"{dataset.channels}×{dataset.resolution}², {dataset.num_classes} classes")
+                  f"{dataset.channels}×{dataset.resolution}², {dataset.num_classes} classes, "
+                  f"{'decoded once' if dataset.cache == 'ram' else 'streamed'}")
     return table
 
 
@@ -673,6 +674,7 @@ def finish(trainer: Trainer) -> None:
         if trainer.log_file:
             trainer.log_file.close()
     recipe, out = trainer.recipe, trainer.out
+    trainer.accelerator.end_training()  # trackers closed, process group destroyed on every rank
     if outcome == "failed":
         raise typer.Exit(1)
     if trainer.main:
@@ -682,7 +684,6 @@ def finish(trainer: Trainer) -> None:
         else:
             console.print(f"[green]Done: {recipe.images_seen / 1000:.1f} kimg. Samples: "
                           f"{out / 'grid.png'}  model: {out / 'model.safetensors'}")
-    trainer.accelerator.end_training()
     if outcome == "interrupted":
         raise typer.Exit(130)
 
