@@ -2,12 +2,12 @@
 
 Sub-commands (`grid` is the default when the first argument is a file or folder):
   grid         images for seeds: one grid, and with --per-seed one PNG per seed
-  classes      one row per class (class-conditional models: BigGAN, StyleGAN2 with labels)
-  truncation   one row per truncation value (StyleGAN2 ψ, BigGAN threshold); --curve adds the
-               fidelity/variety curve: FID and precision/recall against truncation, PNG + CSV
-  interpolate  a GIF (and an MP4 where ffmpeg exists): slerp in Z, lerp in W, ProGAN's walk
-  mix          StyleGAN2 style mixing: rows × columns, the chosen layers from the columns
-  project      StyleGAN2 projection of images into W or W+; --detect tells generated from real
+  classes      one row per class (class-conditional models)
+  truncation   one row per value of the model's truncation (ψ in W, or a threshold on z);
+               --curve adds the fidelity/variety curve: FID and precision/recall, PNG + CSV
+  interpolate  a GIF (and an MP4 where ffmpeg exists): slerp in Z, lerp in W, a smoothed walk
+  mix          style mixing (models with a W space): rows × columns, layers from the columns
+  project      projection of images into W or W+; --detect tells generated from real
   score        evaluation metrics against a dataset: a table, and JSON with the protocol
 
 Every command reads a sampling file (`model.safetensors`), a training checkpoint, a snapshot
@@ -20,7 +20,6 @@ inputs per seed, as a user of the model would see it).
 
 from __future__ import annotations
 
-import csv
 import functools
 import json
 import math
@@ -29,7 +28,6 @@ import sys
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from types import ModuleType
 from typing import Any, List, Optional
 
 import torch
@@ -38,11 +36,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from nanogan import checkpoint, config, data, models, runs
-from nanogan.images import has_ffmpeg, make_grid, save_gif, save_grid, save_mp4
-from nanogan.interpolate import key_path, lerp, slerp, smoothed_walk
-from nanogan.randomness import derive_seed
-from nanogan.truncation import truncate_w
+from nanogan import checkpoint, config, data, models, runs, sampling
+from nanogan.images import has_ffmpeg, make_grid, save_gif, save_grid, save_mp4, upscale
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
                   help="Use a trained generator: `python sample.py MODEL --seeds 0-63` draws a "
@@ -50,14 +45,18 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_
 console = Console()
 errors = Console(stderr=True)
 
-# What "truncation" means per model (None: the model has no truncation trick), the rows of the
-# sweep grid (StyleGAN2 Fig. 12 uses ψ = 1, 0.7, 0.5, 0; BigGAN Fig. 2a thresholds 2 … 0.04),
-# and the denser values of the fidelity/variety curve.
-TRUNCATION = {
-    "stylegan2": ("ψ", "1,0.7,0.5,0", "1,0.9,0.8,0.7,0.6,0.5,0.4,0.3,0.2,0.1,0"),
-    "biggan": ("threshold", "2,1.5,1,0.5,0.04", "2,1.75,1.5,1.25,1,0.75,0.5,0.25,0.04"),
-}
-LAYER_NAMES = {"coarse": (0, 4), "middle": (4, 8), "fine": (8, None)}  # StyleGAN §3.1, Fig. 3
+SPECS = models.SPECS
+
+
+def having(what) -> list[str]:
+    """The registered models for which what(spec) holds (for "applies to …" messages)."""
+    return sorted(name for name, spec in SPECS.items() if what(spec))
+
+
+TRUNCATION_HELP = " or ".join(f"{s.truncation.symbol} ({n})" for n, s in SPECS.items()
+                              if s.truncation) + "."
+NOISE_HELP = "Noise inputs (" + ", ".join(having(lambda s: "noise_mode" in s.GENERATE_OPTIONS)) \
+    + ") \\[default: const]."
 
 
 class SampleError(Exception):
@@ -177,25 +176,23 @@ def _device() -> torch.device:
 @dataclass
 class Loaded:
     path: Path  # the file read: the one given, or the one runs.model_file picked in a folder
-    name: str  # the registry name: progan, stylegan2, biggan
-    module: ModuleType
+    spec: models.ModelSpec
     cfg: Any
     G: torch.nn.Module
     home: Path  # where outputs go by default: the run folder given, else the file's folder
 
     @property
-    def styled(self) -> bool:
-        return hasattr(self.G, "synthesis") and hasattr(self.G, "mapping")
+    def name(self) -> str:
+        return self.spec.name
 
 
 def load(path: Path) -> Loaded:
     """The generator in a model file, checkpoint, snapshot or run folder (see runs.model_file)."""
     file = runs.model_file(path)
-    module, cfg, G = models.load_generator(file, _device())
-    name = next(n for n, m in models.MODELS.items() if m is module)
+    spec, cfg, G = models.load_generator(file, _device())
     if file != path:
         console.print(f"[dim]reading {escape(str(file))}[/]", highlight=False)
-    return Loaded(file, name, module, cfg, G, path if path.is_dir() else file.parent)
+    return Loaded(file, spec, cfg, G, path if path.is_dir() else file.parent)
 
 
 def require(loaded: Loaded, command_name: str, what: str, applies: list[str]) -> None:
@@ -204,41 +201,32 @@ def require(loaded: Loaded, command_name: str, what: str, applies: list[str]) ->
 
 
 def require_styled(loaded: Loaded, command_name: str) -> None:
-    if not loaded.styled:
-        applies = [n for n, m in models.MODELS.items() if hasattr(m.Generator, "synthesis")]
-        require(loaded, command_name, "style-based generators with a mapping network", applies)
+    if loaded.spec.styles is None:
+        require(loaded, command_name, "style-based generators with a mapping network",
+                having(lambda s: s.styles is not None))
 
 
 def options_for(loaded: Loaded, noise_mode: Optional[NoiseMode]) -> dict[str, Any]:
     """The model's generate() options: the noise mode where the model has noise inputs."""
-    if "noise_mode" not in loaded.module.GENERATE_OPTIONS:
+    if "noise_mode" not in loaded.spec.GENERATE_OPTIONS:
         if noise_mode is not None:
-            applies = [n for n, m in models.MODELS.items() if "noise_mode" in m.GENERATE_OPTIONS]
-            require(loaded, "--noise-mode", "models with noise inputs", applies)
+            require(loaded, "--noise-mode", "models with noise inputs",
+                    having(lambda s: "noise_mode" in s.GENERATE_OPTIONS))
         return {}
     return {"noise_mode": (noise_mode or NoiseMode.const).value}
 
 
-# The values each model's truncation takes: ψ may extrapolate (ψ > 1) or invert (ψ < 0,
-# StyleGAN Fig. 8); a threshold is a bound on |z| and must be positive.
-TRUNCATION_RANGE = {
-    "stylegan2": (math.isfinite, "ψ must be a finite number (1: no truncation, 0: the average "
-                                 "image w̄)"),
-    "biggan": (lambda v: v > 0, "threshold must be > 0 (2: little truncation, 0.04: "
-                                "nearly one image per class)"),
-}
-
-
 def check_truncation(loaded: Loaded, truncation: Optional[float],
                      option: str = "--truncation") -> None:
-    """A truncation value the model has and accepts: ψ for StyleGAN2, a threshold for BigGAN."""
+    """A truncation value the model has and accepts (its spec's rule)."""
     if truncation is None:
         return
-    if loaded.name not in TRUNCATION:
-        require(loaded, option, "models with a truncation trick", sorted(TRUNCATION))
-    valid, allowed = TRUNCATION_RANGE[loaded.name]
-    if not valid(truncation):
-        raise SampleError(f"{option} {truncation:g}: {loaded.name}'s {allowed}")
+    rule = loaded.spec.truncation
+    if rule is None:
+        require(loaded, option, "models with a truncation trick",
+                having(lambda s: s.truncation is not None))
+    if not rule.valid(truncation):
+        raise SampleError(f"{option} {truncation:g}: {loaded.name}'s {rule.allowed}")
 
 
 def labels_for(loaded: Loaded, class_: Optional[int], n: int) -> Optional[torch.Tensor]:
@@ -254,34 +242,8 @@ def labels_for(loaded: Loaded, class_: Optional[int], n: int) -> Optional[torch.
     return torch.full((n,), label, dtype=torch.long)
 
 
-def synthesize(loaded: Loaded, ws: torch.Tensor, noise_mode: str,
-               batch_size: int = 32) -> torch.Tensor:
-    """StyleGAN2 images from ws (b, d) or (b, num_ws, d), batch by batch."""
-    device = next(loaded.G.parameters()).device
-    n = loaded.cfg.num_ws
-    ws = ws[:, None].expand(-1, n, -1) if ws.ndim == 2 else ws
-    with torch.no_grad():
-        return torch.cat([loaded.G.synthesis(chunk.to(device), noise_mode).float().cpu()
-                          for chunk in ws.split(batch_size)])
-
-
-def mapped(loaded: Loaded, seeds: list[int], labels: Optional[torch.Tensor],
-           psi: Optional[float]) -> torch.Tensor:
-    """ws (b, num_ws, d) for seeds: mapping, then truncation w̄ + ψ (w − w̄)."""
-    device = next(loaded.G.parameters()).device
-    z = loaded.module.sample_latents(loaded.cfg, seeds).to(device)
-    with torch.no_grad():
-        w = loaded.G.mapping(z, None if labels is None else labels.to(device))
-    ws = w[:, None].expand(-1, loaded.cfg.num_ws, -1)
-    return ws if psi is None or psi == 1 else truncate_w(ws, loaded.G.mapping.w_avg, psi)
-
-
 def default_out(loaded: Loaded, name: str) -> Path:
     return loaded.home / name
-
-
-def upscale(images: torch.Tensor, scale: int) -> torch.Tensor:
-    return images.repeat_interleave(scale, 2).repeat_interleave(scale, 3) if scale > 1 else images
 
 
 def open_data(source: Optional[str], split: Optional[str], loaded: Loaded):
@@ -294,33 +256,15 @@ def open_data(source: Optional[str], split: Optional[str], loaded: Loaded):
 def evaluate_model(loaded: Loaded, metrics: list[str], dataset, split: str, *, num_images: int,
                    truncation: Optional[float], options: dict, class_: Optional[int],
                    extractor: str, seed: int, batch_size: int, cache_dir: Optional[Path]):
-    """nanogan.evaluate.evaluate on this model: seeds (and labels) drawn from the generator."""
+    """nanogan.evaluate.evaluate on this model, with the metrics' random sampler (fresh latents
+    and uniform labels, or all --class, drawn from the evaluation's generator)."""
     from nanogan.evaluate import evaluate
 
-    def generate(b: int, g: torch.Generator) -> torch.Tensor:
-        seeds = torch.randint(0, 2**31 - 1, (b,), generator=g).tolist()
-        labels = None
-        if models.conditional(loaded.cfg):
-            labels = (torch.randint(loaded.cfg.num_classes, (b,), generator=g) if class_ is None
-                      else torch.full((b,), class_, dtype=torch.long))
-        return models.sample(loaded.module, loaded.G, loaded.cfg, seeds, labels,
-                             batch_size=batch_size, truncation=truncation, **options)
-
+    generate = models.random_sampler(loaded.spec, loaded.G, loaded.cfg, truncation=truncation,
+                                     label=class_, **options)
     return evaluate(metrics, generate=generate, dataset=dataset, num_images=num_images,
                     extractor=extractor, split=split, batch_size=batch_size, seed=seed,
                     cache_dir=cache_dir)
-
-
-def flat_values(results) -> dict[str, float]:
-    """{"fid": 12.3, "precision": 0.7, "recall": 0.5, "kid_mean": …} from MetricResults."""
-    out = {}
-    for name, result in results.items():
-        if isinstance(result.value, dict):
-            for key, value in result.value.items():
-                out[key if name == "pr" else f"{name}_{key}"] = value
-        else:
-            out[name] = result.value
-    return out
 
 
 # ------------------------------------------------------------------------------------- grid
@@ -333,8 +277,8 @@ def grid(
     out: Optional[Path] = typer.Option(None, help="Output PNG \\[default: next to the model file, or in the run folder]."),
     columns: Optional[int] = typer.Option(None, min=1, help="Images per row."),
     class_: Optional[int] = typer.Option(None, "--class", help="Class label for conditional models."),
-    truncation: Optional[float] = typer.Option(None, help="ψ (StyleGAN2) or threshold (BigGAN)."),
-    noise_mode: Optional[NoiseMode] = typer.Option(None, help="StyleGAN2 noise inputs \\[default: const]."),
+    truncation: Optional[float] = typer.Option(None, help=TRUNCATION_HELP),
+    noise_mode: Optional[NoiseMode] = typer.Option(None, help=NOISE_HELP),
     per_seed: bool = typer.Option(False, "--per-seed", help="Also write one PNG per seed."),
 ):
     """Generate images for seeds: a grid, and with --per-seed one PNG each."""
@@ -342,7 +286,7 @@ def grid(
     loaded = load(model_file)
     check_truncation(loaded, truncation)
     labels = labels_for(loaded, class_, len(seed_list))
-    images = models.sample(loaded.module, loaded.G, loaded.cfg, seed_list, labels,
+    images = models.sample(loaded.spec, loaded.G, loaded.cfg, seed_list, labels,
                            truncation=truncation, **options_for(loaded, noise_mode))
     out = out or default_out(loaded, f"seeds-{seed_list[0]}-{seed_list[-1]}.png")
     save_grid(out, images, nrow=columns)
@@ -360,15 +304,16 @@ def classes(
     model_file: Path = typer.Argument(..., help="A class-conditional model file, snapshot or run folder."),
     classes_: Optional[str] = typer.Option(None, "--classes", help="Classes, e.g. 0,3,7 \\[default: all]."),
     seeds: str = typer.Option("0-7", help="Seeds: one column each, the same in every row."),
-    truncation: Optional[float] = typer.Option(None, help="ψ (StyleGAN2) or threshold (BigGAN)."),
-    noise_mode: Optional[NoiseMode] = typer.Option(None, help="StyleGAN2 noise inputs \\[default: const]."),
+    truncation: Optional[float] = typer.Option(None, help=TRUNCATION_HELP),
+    noise_mode: Optional[NoiseMode] = typer.Option(None, help=NOISE_HELP),
     out: Optional[Path] = typer.Option(None, help="Output PNG \\[default: classes.png next to the model]."),
 ):
     """One row per class, one column per seed: what the label changes and what z keeps."""
     loaded = load(model_file)
     if not models.conditional(loaded.cfg):
         require(loaded, "classes", "class-conditional models",
-                ["biggan", "stylegan2 trained with labels"])
+                [f"{n} (trained with labels)" if s.labels == "optional" else n
+                 for n, s in SPECS.items() if s.labels != "never"])
     k = loaded.cfg.num_classes
     rows = parse_seeds(classes_, "classes") if classes_ else list(range(k))
     if bad := [c for c in rows if not 0 <= c < k]:
@@ -376,7 +321,7 @@ def classes(
     seed_list = parse_seeds(seeds)
     check_truncation(loaded, truncation)
     labels = torch.tensor(rows).repeat_interleave(len(seed_list))
-    images = models.sample(loaded.module, loaded.G, loaded.cfg, seed_list * len(rows), labels,
+    images = models.sample(loaded.spec, loaded.G, loaded.cfg, seed_list * len(rows), labels,
                            truncation=truncation, **options_for(loaded, noise_mode))
     out = out or default_out(loaded, "classes.png")
     save_grid(out, images, nrow=len(seed_list))
@@ -392,7 +337,7 @@ def truncation(
     values: Optional[str] = typer.Option(None, help="Rows: ψ (StyleGAN2, default 1,0.7,0.5,0) or thresholds (BigGAN, default 2,1.5,1,0.5,0.04)."),
     seeds: str = typer.Option("0-7", help="Seeds: one column each."),
     class_: Optional[int] = typer.Option(None, "--class", help="Class label for conditional models."),
-    noise_mode: Optional[NoiseMode] = typer.Option(None, help="StyleGAN2 noise inputs \\[default: const]."),
+    noise_mode: Optional[NoiseMode] = typer.Option(None, help=NOISE_HELP),
     curve: bool = typer.Option(False, "--curve", help="Also measure FID and precision/recall against truncation."),
     curve_values: Optional[str] = typer.Option(None, help="Truncation values of the curve \\[default: a dense sweep]."),
     data_: Optional[str] = typer.Option(None, "--data", help="Real images for the curve \\[default: fashion-mnist]."),
@@ -406,18 +351,21 @@ def truncation(
 ):
     """Rows of one seed set at decreasing truncation; --curve: the fidelity/variety trade-off."""
     loaded = load(model_file)
-    if loaded.name not in TRUNCATION:
-        require(loaded, "truncation", "models with a truncation trick", sorted(TRUNCATION))
-    symbol, grid_default, curve_default = TRUNCATION[loaded.name]
-    rows = parse_floats(values or grid_default, "truncation values")
-    points = parse_floats(curve_values or curve_default, "curve values") if curve else []
+    rule = loaded.spec.truncation
+    if rule is None:
+        require(loaded, "truncation", "models with a truncation trick",
+                having(lambda s: s.truncation is not None))
+    symbol = rule.symbol
+    rows = parse_floats(values, "truncation values") if values else list(rule.grid)
+    points = (parse_floats(curve_values, "curve values") if curve_values else list(rule.curve)
+              ) if curve else []
     for option, v in [("--values", v) for v in rows] + [("--curve-values", v) for v in points]:
         check_truncation(loaded, v, option)
     seed_list = parse_seeds(seeds)
     options = options_for(loaded, noise_mode)
     labels = labels_for(loaded, class_, len(seed_list))
     folder = output_folder(out, loaded.home)
-    images = torch.cat([models.sample(loaded.module, loaded.G, loaded.cfg, seed_list, labels,
+    images = torch.cat([models.sample(loaded.spec, loaded.G, loaded.cfg, seed_list, labels,
                                       truncation=v, **options) for v in rows])
     save_grid(folder / "truncation.png", images, nrow=len(seed_list))
     console.print(f"wrote {folder / 'truncation.png'}: rows {symbol} = "
@@ -436,47 +384,16 @@ def truncation(
                                     truncation=v, options=options, class_=class_,
                                     extractor=extractor, seed=seed, batch_size=batch_size,
                                     cache_dir=cache_dir)
-            row = {"truncation": v, **flat_values(scores)}
+            row = {"truncation": v, **sampling.flat_values(scores)}
             results.append((row, scores))
             table.add_row(f"{v:g}", f"{row['fid']:.2f}", f"{row['precision']:.3f}",
                           f"{row['recall']:.3f}")
     console.print(table)
-    fields = ["truncation", "fid", "precision", "recall"]
-    with (folder / "truncation-curve.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows({k: row[k] for k in fields} for row, _ in results)
-    protocol = next(iter(results[0][1].values())).to_dict()
-    (folder / "truncation-curve.json").write_text(json.dumps(
-        {"model": str(loaded.path), "truncation": symbol, "points": [row for row, _ in results],
-         "protocol": {k: v for k, v in protocol.items() if k not in ("metric", "value")}},
-        indent=2))
-    plot_curve(folder / "truncation-curve.png", [row for row, _ in results], symbol,
-               f"{loaded.name} vs {dataset.name} ({split}, {num_images} images, {extractor})")
+    sampling.save_curve(folder, [row for row, _ in results],
+                        next(iter(results[0][1].values())).to_dict(), model=str(loaded.path),
+                        symbol=symbol, title=f"{loaded.name} vs {dataset.name} ({split}, "
+                                             f"{num_images} images, {extractor})")
     console.print(f"wrote {folder / 'truncation-curve.png'}, .csv and .json")
-
-
-def plot_curve(path: Path, rows: list[dict], symbol: str, title: str) -> None:
-    """FID against truncation, and precision (fidelity) against recall (variety)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    t = [r["truncation"] for r in rows]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
-    left.plot(t, [r["fid"] for r in rows], "o-")
-    left.set(xlabel=f"truncation {symbol}", ylabel="FID (lower is better)")
-    right.plot([r["recall"] for r in rows], [r["precision"] for r in rows], "o-")
-    for r in rows:
-        right.annotate(f"{r['truncation']:g}", (r["recall"], r["precision"]), fontsize=8,
-                       xytext=(3, 3), textcoords="offset points")
-    right.set(xlabel="recall (variety)", ylabel="precision (fidelity)", xlim=(-0.02, 1.02),
-              ylim=(-0.02, 1.02))
-    fig.suptitle(title, fontsize=10)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 # ------------------------------------------------------------------------------ interpolate
@@ -493,8 +410,8 @@ def interpolate(
     sigma: float = typer.Option(0.75, callback=at_least(0, above=True), help="The walk's temporal blur in seconds, > 0 (ProGAN: 45 frames at 60 Hz)."),
     fps: int = typer.Option(24, min=1, max=100, help="Frames per second (GIF delays are in 1/100 s)."),
     class_: Optional[int] = typer.Option(None, "--class", help="Class label for conditional models."),
-    truncation: Optional[float] = typer.Option(None, help="ψ (StyleGAN2) or threshold (BigGAN)."),
-    noise_mode: Optional[NoiseMode] = typer.Option(None, help="StyleGAN2 noise inputs \\[default: const]."),
+    truncation: Optional[float] = typer.Option(None, help=TRUNCATION_HELP),
+    noise_mode: Optional[NoiseMode] = typer.Option(None, help=NOISE_HELP),
     scale: Optional[int] = typer.Option(None, min=1, help="Upscale frames by this factor \\[default: to >= 256 px]."),
     out: Optional[Path] = typer.Option(None, help="Output .gif (an .mp4 is written beside it) \\[default: next to the model]."),
 ):
@@ -508,23 +425,15 @@ def interpolate(
         require_styled(loaded, "--path lerp-w")
     if path is not PathKind.walk and len(seed_list) < 2:
         raise SampleError(f"--path {path.value} needs at least two seeds, got {seed_list}")
-    if path is PathKind.walk:
-        if truncation is not None and loaded.name == "biggan":
-            raise SampleError("--truncation with --path walk applies to stylegan2 (ψ in W); "
-                              "BigGAN's threshold resamples z, which a smooth walk cannot do")
-        n = max(1, round(seconds * fps))
-        z = smoothed_walk(n, cfg.z_dim, sigma * fps, torch.Generator().manual_seed(seed_list[0]))
-        images = models.render(loaded.module, loaded.G, z, labels_for(loaded, class_, n),
-                               truncation=truncation, **options)
-    elif path is PathKind.slerp:
-        keys = loaded.module.sample_latents(cfg, seed_list, truncation)
-        z = key_path(keys, frames, slerp, loop=loop)
-        images = models.render(loaded.module, loaded.G, z, labels_for(loaded, class_, len(z)),
-                               truncation=truncation, **options)
-    else:  # lerp in W, after truncation: truncating the path is lerping the truncated keys
-        ws = mapped(loaded, seed_list, labels_for(loaded, class_, len(seed_list)), truncation)
-        images = synthesize(loaded, key_path(ws[:, 0], frames, lerp, loop=loop),
-                            options["noise_mode"])
+    rule = loaded.spec.truncation
+    if path is PathKind.walk and truncation is not None and rule.in_z:
+        raise SampleError(f"--truncation with --path walk applies to models that truncate in W "
+                          f"({', '.join(having(lambda s: s.truncation and not s.truncation.in_z))}); "
+                          f"{loaded.name}'s {rule.symbol} resamples z, which a smooth walk cannot do")
+    images = sampling.latent_path(
+        loaded.spec, loaded.G, cfg, path.value, seed_list, truncation=truncation, options=options,
+        labels_for=lambda n: labels_for(loaded, class_, n), frames=frames, loop=loop,
+        num_frames=max(1, round(seconds * fps)), sigma=sigma * fps)
     scale = scale or max(1, 256 // cfg.resolution)
     video = [make_grid(upscale(image[None], scale), nrow=1, padding=0) for image in images]
     out = out or default_out(loaded, f"interpolate-{path.value}-{seed_list[0]}.gif")
@@ -540,11 +449,11 @@ def interpolate(
 # -------------------------------------------------------------------------------------- mix
 
 
-def parse_layers(text: str, num_ws: int, resolution: int) -> tuple[int, int]:
+def parse_layers(loaded: Loaded, text: str) -> tuple[int, int]:
     """'coarse' | 'middle' | 'fine' | '0-3' | '4-' | '5' -> [start, stop) within num_ws styles."""
-    if text in LAYER_NAMES:
-        start, stop = LAYER_NAMES[text]
-        stop = num_ws if stop is None else min(stop, num_ws)
+    num_ws, resolution = loaded.spec.styles.num_ws(loaded.cfg), loaded.cfg.resolution
+    if text in loaded.spec.styles.layer_names:
+        start, stop = sampling.style_layers(loaded.spec, loaded.cfg, text)
     else:
         lo, dash, hi = text.partition("-")
         try:
@@ -577,21 +486,17 @@ def mix(
     require_styled(loaded, "mix")
     check_truncation(loaded, truncation)
     cfg = loaded.cfg
-    start, stop = parse_layers(layers, cfg.num_ws, cfg.resolution)
+    start, stop = parse_layers(loaded, layers)
     row_seeds, col_seeds = parse_seeds(rows, "row seeds"), parse_seeds(columns, "column seeds")
     mode = options_for(loaded, noise_mode)["noise_mode"]
-    ws_a = mapped(loaded, row_seeds, labels_for(loaded, class_, len(row_seeds)), truncation)
-    ws_b = mapped(loaded, col_seeds, labels_for(loaded, class_, len(col_seeds)), truncation)
-    from_b = (torch.arange(cfg.num_ws) >= start) & (torch.arange(cfg.num_ws) < stop)
-    cells = torch.where(from_b[None, None, :, None].to(ws_a.device), ws_b[None], ws_a[:, None])
-    a, b = synthesize(loaded, ws_a, mode), synthesize(loaded, ws_b, mode)
-    mixed = synthesize(loaded, cells.flatten(0, 1), mode).unflatten(0, (len(ws_a), len(ws_b)))
-    blank = torch.ones_like(a[:1])  # white: the corner has no source
-    layout = [torch.cat([blank, b])]
-    layout += [torch.cat([a[i : i + 1], mixed[i]]) for i in range(len(a))]
+    ws_a = sampling.mapped(loaded.spec, loaded.G, cfg, row_seeds,
+                           labels_for(loaded, class_, len(row_seeds)), truncation)
+    ws_b = sampling.mapped(loaded.spec, loaded.G, cfg, col_seeds,
+                           labels_for(loaded, class_, len(col_seeds)), truncation)
+    grid = sampling.mixing_grid(loaded.spec, loaded.G, ws_a, ws_b, start, stop, noise_mode=mode)
     out = out or default_out(loaded, f"mix-{layers}.png")
-    save_grid(out, torch.cat(layout), nrow=len(col_seeds) + 1)
-    console.print(f"wrote {out}: styles {start}-{stop - 1} of {cfg.num_ws} from the columns")
+    save_grid(out, grid, nrow=len(col_seeds) + 1)
+    console.print(f"wrote {out}: styles {start}-{stop - 1} of {len(ws_a[0])} from the columns")
 
 
 # ---------------------------------------------------------------------------------- project
@@ -627,15 +532,38 @@ def load_targets(loaded: Loaded, images: list[Path], seeds: Optional[str],
 
 
 def generated(loaded: Loaded, seeds: list[int], labels: Optional[torch.Tensor]) -> torch.Tensor:
-    """What the generator makes for seeds with fresh noise inputs, as a user would see them."""
-    gens = [torch.Generator().manual_seed(derive_seed(s, "noise")) for s in seeds]
-    ws = mapped(loaded, seeds, labels, None)
-    device = ws.device
-    with torch.no_grad():
-        def noise(i, shape):  # each seed's noise from its own generator: batch-independent
-            return torch.cat([torch.randn(1, *shape[1:], generator=g) for g in gens]).to(device)
+    return sampling.generated(loaded.spec, loaded.G, loaded.cfg, seeds, labels)
 
-        return loaded.G.synthesis(ws, "random", noise=noise).float().cpu()
+
+def calibration_targets(loaded: Loaded, data_: Optional[str], class_: Optional[int],
+                        calibrate: int) -> torch.Tensor:
+    """--detect without --threshold: `calibrate` generated images, then as many real ones (of
+    the class the projection assumes), to set the threshold between them."""
+    real_set, _ = open_data(data_, "train", loaded)
+    pick = torch.randperm(len(real_set), generator=torch.Generator().manual_seed(1))
+    if models.conditional(loaded.cfg):
+        pick = pick[real_set.labels[pick] == (class_ or 0)]
+    reals = torch.stack([data.to_float(real_set[i][0]) for i in pick[:calibrate].tolist()])
+    fake_seeds = list(range(10**6, 10**6 + calibrate))  # far from the seeds users pick
+    return torch.cat([generated(loaded, fake_seeds, labels_for(loaded, class_, calibrate)), reals])
+
+
+def print_projection(result, names: list[str], space: str, steps: int,
+                     report: Optional[dict], calibrate: int) -> None:
+    """The table of distances (and verdicts), and where a calibration put the threshold."""
+    detect = report is not None
+    table = Table(title=f"projection into {space.upper()} · {steps} steps")
+    for col in ("target", "distance") + (("verdict",) if detect else ()):
+        table.add_column(col, justify="left" if col == "target" else "right")
+    for i, name in enumerate(names):
+        verdict = [report["targets"][i]["verdict"]] if detect else []
+        table.add_row(escape(name), f"{result.distance[i].item():.4f}", *verdict)
+    console.print(table)
+    if detect and "calibration" in report:
+        calib = report["calibration"]
+        console.print(f"threshold {report['threshold']:.4f}, calibrated between {calibrate} "
+                      f"generated (max {max(calib['generated']):.4f}) and {calibrate} real images "
+                      f"(min {min(calib['real']):.4f})")
 
 
 @command
@@ -659,8 +587,6 @@ def project(
     out: Optional[Path] = typer.Option(None, help="Output folder \\[default: projection/ next to the model]."),
 ):
     """Project images into W (Appendix D); save latents, reconstructions and a progress GIF."""
-    from safetensors.torch import save_file
-
     from nanogan.projector import ClassifierDistance, separating_threshold
     from nanogan.projector import project as run_projection
 
@@ -669,59 +595,27 @@ def project(
     targets, names = load_targets(loaded, images or [], seeds, data_, indices, split, class_)
     n = len(targets)
     if detect and threshold is None:
-        real_set, _ = open_data(data_, "train", loaded)
-        pick = torch.randperm(len(real_set), generator=torch.Generator().manual_seed(1))
-        if models.conditional(loaded.cfg):  # real images of the class the projection assumes
-            pick = pick[real_set.labels[pick] == (class_ or 0)]
-        reals = torch.stack([data.to_float(real_set[i][0]) for i in pick[:calibrate].tolist()])
-        fake_seeds = list(range(10**6, 10**6 + calibrate))  # far from the seeds users pick
-        fakes = generated(loaded, fake_seeds, labels_for(loaded, class_, calibrate))
-        targets = torch.cat([targets, fakes, reals])
+        targets = torch.cat([targets, calibration_targets(loaded, data_, class_, calibrate)])
     labels = labels_for(loaded, class_, len(targets))
     distance = ClassifierDistance(pixel_weight=pixel_weight).to(_device())
-    every = max(1, steps // 60)
     with console.status(f"projecting {len(targets)} images into {space.value.upper()}, "
                         f"{steps} steps"):
         result = run_projection(loaded.G, targets, steps=steps, space=space.value,
                                 distance=distance, labels=labels, noise_weight=noise_weight,
                                 w_samples=w_samples, generator=torch.Generator().manual_seed(seed),
-                                snapshot_every=every)
+                                snapshot_every=max(1, steps // 60))
     folder = output_folder(out, loaded.home / "projection")
-    folder.mkdir(parents=True, exist_ok=True)
-    tensors = {"ws": result.ws[:n].cpu().contiguous(), "distance": result.distance[:n],
-               "target": targets[:n].cpu().contiguous()}
-    tensors |= {f"noise.{i}": m[:n].cpu().contiguous() for i, m in result.noise.items()}
-    save_file(tensors, str(folder / "projected.safetensors"), metadata={
-        "space": space.value, "steps": str(steps), "targets": json.dumps(names),
-        "distance": "classifier features (LPIPS form) + pixel MSE", "model": str(loaded.path)})
-    save_grid(folder / "projection.png", torch.cat([targets[:n], result.images[:n]]), nrow=n)
-    video = [make_grid(torch.cat([targets[:n], frame[:n]]), nrow=n) for frame in result.frames]
-    save_gif(folder / "projection.gif", video, fps=12)
-    verdicts = None
+    sampling.save_projection(folder, result, targets, names, space=space.value, steps=steps,
+                             model=str(loaded.path))
+    report = None
     if detect:
-        calib = result.distance[n:]
         if threshold is None:
+            calib = result.distance[n:]
             threshold = separating_threshold(calib[:calibrate], calib[calibrate:])
-        verdicts = ["generated" if d <= threshold else "real" for d in result.distance[:n]]
-    table = Table(title=f"projection into {space.value.upper()} · {steps} steps")
-    for col in ("target", "distance") + (("verdict",) if detect else ()):
-        table.add_column(col, justify="left" if col == "target" else "right")
-    for i in range(n):
-        row = [escape(names[i]), f"{result.distance[i].item():.4f}"]
-        table.add_row(*row, *([verdicts[i]] if detect else []))
-    console.print(table)
-    if detect:
-        report = {"threshold": threshold, "space": space.value, "steps": steps,
-                  "distance": "classifier features (LPIPS form) + pixel MSE",
-                  "targets": [{"target": names[i], "distance": result.distance[i].item(),
-                               "verdict": verdicts[i]} for i in range(n)]}
-        if len(targets) > n:
-            calib = result.distance[n:].tolist()
-            report["calibration"] = {"generated": calib[:calibrate], "real": calib[calibrate:]}
-            console.print(f"threshold {threshold:.4f}, calibrated between {calibrate} generated "
-                          f"(max {max(calib[:calibrate]):.4f}) and {calibrate} real images "
-                          f"(min {min(calib[calibrate:]):.4f})")
+        report = sampling.detection_report(result.distance, names, threshold,
+                                           calibrate=calibrate, space=space.value, steps=steps)
         (folder / "detection.json").write_text(json.dumps(report, indent=2))
+    print_projection(result, names, space.value, steps, report, calibrate)
     console.print(f"wrote {folder}/projected.safetensors, projection.png, projection.gif"
                   + (", detection.json" if detect else ""))
 
@@ -736,8 +630,8 @@ def score(
     data_: Optional[str] = typer.Option(None, "--data", help="Real images \\[default: fashion-mnist]."),
     split: Optional[str] = typer.Option(None, help="Dataset split \\[default: test where there is one]."),
     num_images: int = typer.Option(1000, min=2, help="Generated (and real) images."),
-    truncation: Optional[float] = typer.Option(None, help="ψ (StyleGAN2) or threshold (BigGAN)."),
-    noise_mode: Optional[NoiseMode] = typer.Option(None, help="StyleGAN2 noise inputs \\[default: const]."),
+    truncation: Optional[float] = typer.Option(None, help=TRUNCATION_HELP),
+    noise_mode: Optional[NoiseMode] = typer.Option(None, help=NOISE_HELP),
     class_: Optional[int] = typer.Option(None, "--class", help="Only this class \\[default: uniform labels]."),
     extractor: str = typer.Option("fashion", help="Feature extractor: fashion | inception."),
     seed: int = typer.Option(0, min=0, max=MAX_SEED, help="Seed of the generated images and the metrics' draws."),
@@ -790,13 +684,13 @@ def class_accuracies(loaded: Loaded, num_images: int, truncation: Optional[float
 
     if not models.conditional(loaded.cfg):
         require(loaded, "--per-class", "class-conditional models",
-                [n for n, m in models.MODELS.items() if models.conditional(m.PRESETS["tiny"])])
+                having(lambda s: s.labels != "never"))
     k = loaded.cfg.num_classes
     per = max(1, num_images // k)
     g = torch.Generator().manual_seed(seed)
     seeds = torch.randint(0, 2**31 - 1, (per * k,), generator=g).tolist()
     labels = torch.arange(k).repeat_interleave(per)
-    images = models.sample(loaded.module, loaded.G, loaded.cfg, seeds, labels,
+    images = models.sample(loaded.spec, loaded.G, loaded.cfg, seeds, labels,
                            batch_size=batch_size, truncation=truncation, **options)
     _, probs = extract(extractor, images, batch_size=batch_size)
     accuracy = class_accuracy(probs, labels, k)

@@ -75,11 +75,10 @@ def main() -> None:
                     evaluate_images(METRICS, noise, reals, dataset=test.name,
                                     split="test vs noise", seed=args.seed)))
     for path in args.model_files:
-        module, cfg, G = models.load_generator(path)
-        name = next(k for k, m in models.MODELS.items() if m is module)
-        results = evaluate(METRICS, generate=models.random_sampler(module, G, cfg), dataset=test,
+        spec, cfg, G = models.load_generator(path)
+        results = evaluate(METRICS, generate=models.random_sampler(spec, G, cfg), dataset=test,
                            num_images=n, split="test", seed=args.seed)
-        rows.append(row(f"{name} `{path}`", results))
+        rows.append(row(f"{spec.name} `{path}`", results))
         print(f"{path}: done", file=sys.stderr, flush=True)
     print(markdown(rows, n))
     if args.out:

@@ -43,10 +43,17 @@ from nanogan.orthogonal import orthogonal_init_, orthogonal_penalty
 from nanogan.randomness import derive_seed
 from nanogan.spectral_norm import (SNConv2d, SNEmbedding, SNLinear, reset_power_iterations_,
                                    spectral_norms)
-from nanogan.truncation import truncated_normal
+from nanogan.truncation import TruncationRule, truncated_normal
 
 FIND_UNUSED_PARAMETERS = False
 GENERATE_OPTIONS: set[str] = set()
+# The model contract (models.ModelSpec): a threshold on |z| (§3.1), swept as in Fig. 2a.
+TRUNCATION = TruncationRule(
+    "threshold", grid=(2, 1.5, 1, 0.5, 0.04), curve=(2, 1.75, 1.5, 1.25, 1, 0.75, 0.5, 0.25, 0.04),
+    valid=lambda v: v > 0, in_z=True,
+    allowed="threshold must be > 0 (2: little truncation, 0.04: nearly one image per class)")
+LABELS = "always"  # class-conditional
+W_SPACE = False
 
 # Width multipliers of ch (Tables 4–6; 32² is SN-GAN's CIFAR layout and 64² the same pattern):
 # G: the 4×4 input, then each up-block's output; D: (output, downsample?) per block.
@@ -357,5 +364,5 @@ def generate(G: Generator, z: torch.Tensor, labels: torch.Tensor | None = None, 
              truncation: float | None = None) -> torch.Tensor:
     """Images from G_ema in eval mode (standing statistics); truncation acted on z already."""
     if labels is None:
-        raise ValueError("BigGAN is class-conditional: pass labels (sample.py --class K)")
+        raise ValueError("BigGAN is class-conditional: pass labels")
     return G(z, labels)

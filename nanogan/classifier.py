@@ -164,7 +164,7 @@ def load_classifier(path: str | Path | None = None) -> FashionClassifier:
     path = Path(path) if path is not None else WEIGHTS
     if not path.is_file():
         raise FileNotFoundError(f"no classifier weights at {path}; train them with "
-                                f"`python train_classifier.py --out {path}`")
+                                f"`python benchmarks/train_classifier.py --out {path}`")
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}
     model = FashionClassifier(int(meta.get("width", 32)), int(meta.get("feature_dim", 128)))

@@ -1,4 +1,4 @@
-"""Configurations: dataclass presets, `--set key=value` overrides, JSON round trips.
+"""Configurations: dataclass presets, `key=value` overrides (train.py --set), JSON round trips.
 
 Every model file defines a `Config` dataclass and a `PRESETS` dict of named instances. A run's
 configuration is a preset with command-line overrides applied; it is stored as JSON in every
@@ -72,7 +72,7 @@ def apply_overrides(cfg: Any, items: list[str] | tuple[str, ...]) -> Any:
     changes = {}
     for item in items:
         if "=" not in item:
-            raise ConfigError(f"--set expects key=value, got {item!r}")
+            raise ConfigError(f"an override is key=value, got {item!r}")
         key, text = (s.strip() for s in item.split("=", 1))
         if key not in types_:
             raise _unknown(key, list(types_), "config key")

@@ -31,6 +31,13 @@ from PIL import Image
 from nanogan.data import to_uint8
 
 
+def upscale(images: torch.Tensor, factor: int) -> torch.Tensor:
+    """Nearest-neighbour upscaling of (b, c, h, w) by an integer factor: each pixel a block."""
+    if factor < 1:
+        raise ValueError(f"upscale factor must be an integer >= 1, got {factor}")
+    return images.repeat_interleave(factor, 2).repeat_interleave(factor, 3) if factor > 1 else images
+
+
 def make_grid(images: torch.Tensor, nrow: int | None = None, padding: int = 1,
               pad_value: float = -1.0) -> np.ndarray:
     """uint8 (H, W) or (H, W, 3) grid of float (b, c, h, w) images in [-1, 1], nrow per row."""

@@ -23,7 +23,8 @@ b·o·i·k² per-sample weights make the activation path the faster one); `bench
 --suite modconv` times both paths per layer so the rule can be corrected from figures. Other
 devices (XLA, MPS): the activation path (plain convolutions; TPUs handle large group counts
 poorly). `NANOGAN_MODCONV=grouped|activations` (environment) forces one path everywhere.
-up=2: transposed convolution (stride 2), then the FIR blur; down=2: FIR blur, then stride 2.
+up=2: transposed convolution (stride 2), then the FIR blur; down=2: FIR blur, then stride 2
+(`upfirdn.resampled_conv2d`).
 
 Shapes: x (b, i, h, w), weight (o, i, k, k), styles (b, i) -> (b, o, h·up/down, w·up/down).
 Lesson: lessons/11_modulation.md
@@ -42,7 +43,7 @@ from einops import rearrange
 from torch import nn
 
 from nanogan.equalized import EqualLinear
-from nanogan.upfirdn import make_kernel, upfirdn2d
+from nanogan.upfirdn import make_kernel, resampled_conv2d
 
 
 def full_precision(device_type: str) -> ContextManager:
@@ -119,26 +120,6 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
             d = demodulation(weight, styles, eps)
         y = y * rearrange(d, "b o -> b o 1 1").to(y.dtype)
     return y
-
-
-def resampled_conv2d(x: torch.Tensor, weight: torch.Tensor, groups: int, *, up: int, down: int,
-                     padding: int, kernel: torch.Tensor | None) -> torch.Tensor:
-    """conv2d with 'same'-style padding, or ↑: transposed conv then blur, or ↓: blur then stride."""
-    k = weight.shape[-1]
-    if up > 1:
-        # Transposed conv wants (in, out/groups, k, k); the flip makes it zero-stuffing
-        # followed by conv2d with `weight`, so both directions use the same orientation.
-        w = rearrange(weight, "(g o) i kh kw -> (g i) o kh kw", g=groups).flip([2, 3])
-        y = F.conv_transpose2d(x, w, stride=up, groups=groups)
-        p0 = (kernel.shape[-1] + up - 1) // 2 + padding - (k - 1)
-        p1 = (kernel.shape[-1] - up) // 2 + padding - (k - up)
-        return upfirdn2d(y, kernel, pad=(p0, p1, p0, p1), gain=up**2)
-    if down > 1:
-        K = kernel.shape[-1]
-        p0, p1 = (K - down + 1) // 2 + padding, (K - down) // 2 + padding
-        x = upfirdn2d(x, kernel, pad=(p0, p1, p0, p1))
-        return F.conv2d(x, weight, stride=down, groups=groups)
-    return F.conv2d(x, weight, padding=padding, groups=groups)
 
 
 class ModulatedConv2d(nn.Module):

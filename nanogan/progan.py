@@ -33,6 +33,7 @@ from nanogan.config import ConfigError, check_resolution
 from nanogan.ema import make_ema, update_ema
 from nanogan.equalized import EqualConv2d, EqualLinear
 from nanogan.fade import downscale2x, fade_in, growth_stage, resize_reals, upscale2x
+from nanogan.images import upscale
 from nanogan.losses import lsgan_d_loss, lsgan_g_loss, wgan_d_loss, wgan_g_loss
 from nanogan.minibatch_std import minibatch_std
 from nanogan.penalties import gradient_penalty
@@ -261,11 +262,14 @@ class Recipe(recipe.Recipe):
 
 def sample_latents(cfg: Config, seeds: list[int], truncation: float | None = None) -> torch.Tensor:
     if truncation is not None:
-        raise ConfigError("ProGAN has no truncation trick; drop --truncation")
+        raise ConfigError("ProGAN has no truncation trick; sample it without truncation")
     return seed_latents(seeds, (cfg.z_dim,))
 
 
 GENERATE_OPTIONS: set[str] = set()  # ProGAN has no noise inputs and no truncation
+TRUNCATION = None  # the model contract (models.ModelSpec): no truncation trick,
+LABELS = "never"  # unconditional,
+W_SPACE = False  # no intermediate latent space
 
 
 @torch.no_grad()
@@ -274,5 +278,4 @@ def generate(G: Generator, z: torch.Tensor, labels: torch.Tensor | None = None, 
              alpha: float = 1.0) -> torch.Tensor:
     """Images at the full resolution; a lower training resolution is shown upscaled (nearest)."""
     images = G(z, resolution, alpha)
-    factor = G.cfg.resolution // images.shape[-1]
-    return images.repeat_interleave(factor, 2).repeat_interleave(factor, 3) if factor > 1 else images
+    return upscale(images, G.cfg.resolution // images.shape[-1])

@@ -46,23 +46,32 @@ from torch import nn
 from nanogan import recipe
 from nanogan.config import ConfigError, check_resolution
 from nanogan.ema import ema_beta, make_ema, update_ema
-from nanogan.equalized import EqualConv2d, EqualLinear, equalize
+from nanogan.equalized import EqualConv2d, EqualLinear
 from nanogan.lazy import is_due, lazy_adam_hyperparameters
 from nanogan.losses import logistic_d_loss, logistic_g_loss
 from nanogan.mapping import MappingNetwork, track_average
 from nanogan.minibatch_std import minibatch_std
 from nanogan.mixing import draw_crossover, mix_styles
-from nanogan.modulation import ModulatedConv2d, ToRGB, full_precision, resampled_conv2d
+from nanogan.modulation import ModulatedConv2d, ToRGB, full_precision
 from nanogan.noise import NoiseInput
 from nanogan.path_length import PathLengthPenalty, path_lengths
 from nanogan.penalties import r1_penalty
 from nanogan.randomness import seed_latents
-from nanogan.truncation import truncate_w
+from nanogan.truncation import TruncationRule, truncate_w
 from nanogan.upfirdn import make_kernel, upsample2d
 
 SQRT2 = math.sqrt(2)
 FIND_UNUSED_PARAMETERS = False
 GENERATE_OPTIONS = {"noise_mode", "truncation_cutoff"}
+# The model contract (models.ModelSpec). ψ may extrapolate (ψ > 1) or invert (ψ < 0, StyleGAN
+# Fig. 8); the grid is StyleGAN2's Fig. 12 (ψ = 1, 0.7, 0.5, 0).
+TRUNCATION = TruncationRule(
+    "ψ", grid=(1, 0.7, 0.5, 0), curve=(1, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0),
+    valid=math.isfinite, in_z=False,
+    allowed="ψ must be a finite number (1: no truncation, 0: the average image w̄)")
+LABELS = "optional"  # conditional when trained with labels (num_classes > 0)
+W_SPACE = True  # map_ws, synthesize, LAYER_NAMES below
+LAYER_NAMES = {"coarse": (0, 4), "middle": (4, 8), "fine": (8, None)}  # StyleGAN §3.1, Fig. 3
 
 
 @dataclass(frozen=True)
@@ -226,6 +235,15 @@ class Generator(nn.Module):
                 mix_z: torch.Tensor | None = None, crossover: torch.Tensor | None = None,
                 truncation: float = 1.0, truncation_cutoff: int | None = None,
                 noise_mode: str = "random", noise=None, return_ws: bool = False):
+        ws = self.styles(z, labels, mix_z=mix_z, crossover=crossover, truncation=truncation,
+                         truncation_cutoff=truncation_cutoff)
+        images = self.synthesis(ws, noise_mode, noise)
+        return (images, ws) if return_ws else images
+
+    def styles(self, z: torch.Tensor, labels: torch.Tensor | None = None, *,
+               mix_z: torch.Tensor | None = None, crossover: torch.Tensor | None = None,
+               truncation: float = 1.0, truncation_cutoff: int | None = None) -> torch.Tensor:
+        """z → ws (b, num_ws, d): mapping, style mixing, truncation ψ in W."""
         n = self.cfg.num_ws
         with full_precision(z.device.type):  # the mapping network always in fp32 (cheap)
             ws = self.mapping(z, labels)[:, None].expand(-1, n, -1)  # w̄: Recipe.track_w_avg
@@ -233,23 +251,17 @@ class Generator(nn.Module):
                 ws = mix_styles(ws, self.mapping(mix_z, labels), crossover, n)
             if truncation != 1.0:
                 ws = truncate_w(ws, self.mapping.w_avg, truncation, truncation_cutoff)
-        images = self.synthesis(ws, noise_mode, noise)
-        return (images, ws) if return_ws else images
+        return ws
 
 
-class DownConv(nn.Module):
-    """Equalized conv with FIR-blurred 2× downsampling (blur, then stride 2), as in StyleGAN2."""
-
-    def __init__(self, in_ch: int, out_ch: int, kernel_size: int, bias: bool = True):
-        super().__init__()
-        self.conv = EqualConv2d(in_ch, out_ch, kernel_size, bias)
-        self.register_buffer("kernel", make_kernel(), persistent=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        conv = self.conv
-        y = resampled_conv2d(x, equalize(conv.weight, conv.gain, conv.lr_mul), 1, up=1, down=2,
-                             padding=conv.padding, kernel=self.kernel)
-        return y if conv.bias is None else y + (conv.bias * conv.lr_mul).view(1, -1, 1, 1).to(y.dtype)
+def _rename_down_convs(module, state_dict, prefix, *args) -> None:
+    """Checkpoints written before EqualConv2d had `down` name D's downsampling convs
+    `conv1.conv.weight`, `skip.conv.weight`: load them under today's `conv1.weight`, …"""
+    for name in ("conv1", "skip"):
+        for key in ("weight", "bias"):
+            old = f"{prefix}{name}.conv.{key}"
+            if old in state_dict:
+                state_dict[f"{prefix}{name}.{key}"] = state_dict.pop(old)
 
 
 class DBlock(nn.Module):
@@ -258,8 +270,9 @@ class DBlock(nn.Module):
     def __init__(self, in_ch: int, out_ch: int):
         super().__init__()
         self.conv0 = EqualConv2d(in_ch, in_ch, 3)
-        self.conv1 = DownConv(in_ch, out_ch, 3)
-        self.skip = DownConv(in_ch, out_ch, 1, bias=False)
+        self.conv1 = EqualConv2d(in_ch, out_ch, 3, down=2)
+        self.skip = EqualConv2d(in_ch, out_ch, 1, bias=False, down=2)
+        self.register_load_state_dict_pre_hook(_rename_down_convs)
 
     def forward(self, x: torch.Tensor, conv_clamp: float | None = None) -> torch.Tensor:
         limit = None if conv_clamp is None else conv_clamp * SQRT2  # after the gain, as in G
@@ -483,3 +496,17 @@ def generate(G: Generator, z: torch.Tensor, labels: torch.Tensor | None = None, 
     """Images from G_ema: truncation ψ in W (1 = none) and the noise mode of §2 / Fig. 5."""
     return G(z, labels, truncation=1.0 if truncation is None else truncation,
              truncation_cutoff=truncation_cutoff, noise_mode=noise_mode)
+
+
+@torch.no_grad()
+def map_ws(G: Generator, z: torch.Tensor, labels: torch.Tensor | None = None, *,
+           truncation: float | None = None, truncation_cutoff: int | None = None) -> torch.Tensor:
+    """ws (b, num_ws, d) of G_ema for z, truncated in W (ψ; None or 1 = none)."""
+    return G.styles(z, labels, truncation=1.0 if truncation is None else truncation,
+                    truncation_cutoff=truncation_cutoff)
+
+
+@torch.no_grad()
+def synthesize(G: Generator, ws: torch.Tensor, noise_mode: str = "const", noise=None) -> torch.Tensor:
+    """Images from ws (b, num_ws, d); `noise(i, shape)` supplies layer i's noise if given."""
+    return G.synthesis(ws, noise_mode, noise)

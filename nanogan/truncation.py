@@ -24,6 +24,8 @@ Lesson: lessons/16_truncation.md
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from einops import rearrange
@@ -65,3 +67,25 @@ def truncate_w(ws: torch.Tensor, w_avg: torch.Tensor, psi: float,
         return truncated
     layer = rearrange(torch.arange(ws.shape[1], device=ws.device), "n -> 1 n 1")
     return torch.where(layer < cutoff, truncated, ws)
+
+
+@dataclass(frozen=True)
+class TruncationRule:
+    """What one model's truncation trick is, for the entry points: its symbol, which values it
+    takes, the rows of a sweep grid and the denser points of a fidelity/variety curve.
+
+    `in_z`: the trick acts on z (BigGAN's resampling, at latent-drawing time), so a latent path
+    that is not drawn from seeds (a smooth walk) cannot be truncated; otherwise it acts in W
+    (StyleGAN's ψ) on any latent."""
+
+    symbol: str  # "ψ" or "threshold"
+    grid: tuple[float, ...]
+    curve: tuple[float, ...]
+    valid: Callable[[float], bool]
+    allowed: str  # the valid values in words, e.g. "threshold must be > 0 (…)"
+    in_z: bool
+
+    def check(self, value: float) -> None:
+        """Raise ValueError naming the allowed values when `value` is not one of them."""
+        if not self.valid(value):
+            raise ValueError(f"truncation {value:g}: {self.allowed}")

@@ -9,7 +9,9 @@ StyleGAN's "bilinear" filter is the separable FIR kernel f = [1, 3, 3, 1] / 8 (2
 
 zero_stuff keeps x[m] at m·up and puts up − 1 zeros after each sample; the sum is a true
 convolution (the kernel is flipped), done per channel (depthwise). `gain` scales the output:
-up-sampling by u needs gain u² so that a constant image stays constant.
+up-sampling by u needs gain u² so that a constant image stays constant. `resampled_conv2d` fuses
+resampling with a convolution, as StyleGAN2's layers do: ↑ transposed conv (stride 2) then blur,
+↓ blur then conv with stride 2 (used by `ModulatedConv2d` and `EqualConv2d(down=2)`).
 
 Shapes: x (b, c, h, w), kernel (k,) separable or (k, k) -> (b, c, h', w') with
 h' = (h·up + y0 + y1 − k) // down + 1.
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 
 Pad = tuple[int, int, int, int]
 
@@ -90,3 +93,23 @@ def downsample2d(x: torch.Tensor, kernel: torch.Tensor, factor: int = 2) -> torc
 def blur(x: torch.Tensor, kernel: torch.Tensor, pad: Pad | int) -> torch.Tensor:
     """Filter without resampling; pad is (x0, x1, y0, y1) or one int for all four sides."""
     return upfirdn2d(x, kernel, pad=pad)
+
+
+def resampled_conv2d(x: torch.Tensor, weight: torch.Tensor, groups: int, *, up: int, down: int,
+                     padding: int, kernel: torch.Tensor | None) -> torch.Tensor:
+    """conv2d with 'same'-style padding, or ↑: transposed conv then blur, or ↓: blur then stride."""
+    k = weight.shape[-1]
+    if up > 1:
+        # Transposed conv wants (in, out/groups, k, k); the flip makes it zero-stuffing
+        # followed by conv2d with `weight`, so both directions use the same orientation.
+        w = rearrange(weight, "(g o) i kh kw -> (g i) o kh kw", g=groups).flip([2, 3])
+        y = F.conv_transpose2d(x, w, stride=up, groups=groups)
+        p0 = (kernel.shape[-1] + up - 1) // 2 + padding - (k - 1)
+        p1 = (kernel.shape[-1] - up) // 2 + padding - (k - up)
+        return upfirdn2d(y, kernel, pad=(p0, p1, p0, p1), gain=up**2)
+    if down > 1:
+        K = kernel.shape[-1]
+        p0, p1 = (K - down + 1) // 2 + padding, (K - down) // 2 + padding
+        x = upfirdn2d(x, kernel, pad=(p0, p1, p0, p1))
+        return F.conv2d(x, weight, stride=down, groups=groups)
+    return F.conv2d(x, weight, padding=padding, groups=groups)

@@ -7,6 +7,7 @@ import torch
 from hypothesis import example, given
 from hypothesis import strategies as st
 from strategies import generator, seeds
+from test_upfirdn import reference_upfirdn
 
 from nanogan.equalized import EqualConv2d, EqualLinear, equalize
 
@@ -99,6 +100,28 @@ def test_lr_multiplier_does_not_change_the_function_at_init():
         slow.weight.copy_(plain.weight / 0.01)
     x = torch.randn(4, 5, generator=generator(1))
     torch.testing.assert_close(slow(x), plain(x), rtol=1e-5, atol=1e-5)
+
+
+@given(seed=seeds, i=st.integers(1, 3), o=st.integers(1, 3), k=st.sampled_from([1, 3]),
+       size=st.sampled_from([4, 6, 8]), bias=st.booleans())
+@example(seed=0, i=2, o=3, k=3, size=8, bias=True)  # StyleGAN2 D's conv ↓
+@example(seed=0, i=2, o=3, k=1, size=8, bias=False)  # StyleGAN2 D's skip ↓
+def test_down_conv_blurs_then_convolves_with_stride_2(seed, i, o, k, size, bias):
+    """down=2 is the FIR blur [1, 3, 3, 1] (padded so the output is h/2), then the equalized
+    convolution at stride 2, then the bias."""
+    layer = _seeded(EqualConv2d(i, o, k, bias, down=2), seed)
+    x = torch.randn(2, i, size, size, generator=generator(seed + 1))
+    f = torch.tensor([1.0, 3, 3, 1]) / 8
+    pad = 1 + k // 2  # (K − down + 1)//2 + the conv's 'same' padding, both sides
+    blurred = reference_upfirdn(x, torch.outer(f, f), 1, 1, (pad,) * 4, 1.0)
+    expected = reference_conv(blurred, layer.weight, layer.bias, 1.0, 1.0, 0)[:, :, ::2, ::2]
+    assert expected.shape[-1] == size // 2
+    torch.testing.assert_close(layer(x).double(), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_down_refuses_a_stride():
+    with pytest.raises(ValueError, match="stride 1 when down > 1"):
+        EqualConv2d(2, 2, 3, stride=2, down=2)
 
 
 def test_gradcheck():

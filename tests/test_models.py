@@ -9,7 +9,7 @@ import pytest
 import torch
 from test_recipe import MODELS, SMALL
 
-from nanogan import checkpoint, config, models
+from nanogan import biggan, checkpoint, config, models
 from nanogan.data import ImageDataset
 
 
@@ -27,14 +27,50 @@ def dataset(n=8, channels=3, resolution=8, classes=("a", "b")):
 
 
 def test_every_model_provides_the_registry_interface():
-    """Each registered model file has Config, PRESETS with a tiny preset, networks, a Recipe and sampling functions."""
-    for name, module in models.MODELS.items():
-        for attr in ("Config", "PRESETS", "Generator", "Discriminator", "Recipe",
-                     "sample_latents", "generate", "GENERATE_OPTIONS", "FIND_UNUSED_PARAMETERS"):
-            assert hasattr(module, attr), f"{name} lacks {attr}"
-        assert "tiny" in module.PRESETS
-        for preset in module.PRESETS.values():
+    """Each registered model's spec is complete: types, a tiny preset, sampling functions, and
+    facts of the right kind (truncation rule, labels, W space)."""
+    for name, spec in models.SPECS.items():
+        assert isinstance(spec, models.ModelSpec) and spec.name == name
+        for field in dataclasses.fields(spec):
+            assert getattr(spec, field.name) is not None or field.name in ("truncation", "styles")
+        assert "tiny" in spec.PRESETS
+        for preset in spec.PRESETS.values():
             preset.validate()
+        assert spec.labels in ("never", "optional", "always")
+        assert (spec.labels == "never") == (not hasattr(spec.PRESETS["tiny"], "num_classes"))
+        if spec.truncation is not None:
+            assert all(spec.truncation.valid(v) for v in spec.truncation.grid + spec.truncation.curve)
+    assert models.MODELS is models.SPECS
+
+
+@pytest.mark.parametrize("model", [m for m in MODELS if models.SPECS[m].styles is not None])
+def test_mapping_then_synthesis_is_generate(model):
+    """A W-space model's map (with ψ) followed by synthesis draws exactly generate's images."""
+    spec, cfg, G = small(model)
+    z = torch.randn(3, cfg.z_dim, generator=torch.Generator().manual_seed(0))
+    ws = spec.styles.map(G, z, truncation=0.5)
+    assert ws.shape == (3, spec.styles.num_ws(cfg), cfg.w_dim)
+    assert torch.equal(spec.styles.synthesize(G, ws, "const"),
+                       spec.generate(G, z, truncation=0.5, noise_mode="const"))
+    torch.testing.assert_close(models.render_ws(spec, G, ws, batch_size=2, noise_mode="const"),
+                               models.render(spec, G, z, truncation=0.5, batch_size=3,
+                                             noise_mode="const"), rtol=1e-5, atol=1e-6)
+
+
+def test_a_truncation_in_z_is_drawn_by_the_random_sampler():
+    """The metrics' sampler honours a threshold (every |z| within it, BigGAN) and a fixed label."""
+    spec, cfg, G = small("biggan")
+    z = models.random_latents(spec, cfg, 64, torch.Generator().manual_seed(0), truncation=0.5)
+    assert z.abs().max() <= 0.5
+    plain = models.random_latents(spec, cfg, 4, torch.Generator().manual_seed(0))
+    assert torch.equal(plain, torch.randn(4, cfg.z_dim, generator=torch.Generator().manual_seed(0)))
+    seen = []
+    spec_generate = spec.generate
+    sampler = models.random_sampler(dataclasses.replace(
+        spec, generate=lambda G, z, y, **kw: seen.append(y) or spec_generate(G, z, y, **kw)),
+        G, cfg, label=2)
+    sampler(4, torch.Generator().manual_seed(1))
+    assert torch.equal(seen[0], torch.full((4,), 2))
 
 
 def test_fit_to_dataset_takes_channels_and_classes():
@@ -72,7 +108,7 @@ def test_a_seed_gives_the_same_image_in_any_batch(model):
     """sample() draws each seed's latent alone, so an image does not depend on its batch or position."""
     module, cfg, G = small(model)
     if model == "biggan":
-        module.standing_statistics(G, cfg)
+        biggan.standing_statistics(G, cfg)
     labels = torch.arange(6) % cfg.num_classes if models.conditional(cfg) else None
     options = {"noise_mode": "const"} if "noise_mode" in module.GENERATE_OPTIONS else {}
     together = models.sample(module, G, cfg, [5, 6, 7, 8, 9, 10], labels, batch_size=6, **options)
@@ -111,7 +147,7 @@ def test_random_sampler_is_deterministic_by_generator(model):
     """The metrics' sampler draws latents (and labels) only from the generator it is handed."""
     module, cfg, G = small(model)
     if model == "biggan":
-        module.standing_statistics(G, cfg)
+        biggan.standing_statistics(G, cfg)
     generate = models.random_sampler(module, G, cfg)
     a = generate(4, torch.Generator().manual_seed(1))
     b = generate(4, torch.Generator().manual_seed(1))

@@ -315,7 +315,7 @@ def test_biggan_classes_and_threshold_rows(files, folder_data, tmp_path):
     assert len((tmp_path / "truncation-curve.csv").read_text().splitlines()) == 3
     ok("interpolate", m, "--seeds", "0,1", "--frames", 2, "--out", tmp_path / "v.gif")
     fails("mix", m, match="mix applies to style-based generators")
-    fails("interpolate", m, "--path", "walk", "--truncation", "0.5", match="BigGAN's threshold")
+    fails("interpolate", m, "--path", "walk", "--truncation", "0.5", match="biggan's threshold resamples z")
 
 
 def test_score_per_class_reports_the_classifier_accuracy_of_each_class(files, folder_data,

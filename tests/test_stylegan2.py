@@ -173,11 +173,28 @@ def test_residual_block_matches_reference(seed, i, o, size):
     main = lrelu(torch.stack([reference_correlate(xb, c0.weight.double() / math.sqrt(i * 9))
                               for xb in F.pad(x.double(), (1, 1, 1, 1))])
                  + c0.bias.double().view(1, -1, 1, 1))
-    main = lrelu(reference_down_conv(main, block.conv1.conv.weight, block.conv1.conv.bias))
-    skip = reference_down_conv(x.double(), block.skip.conv.weight, None)
+    main = lrelu(reference_down_conv(main, block.conv1.weight, block.conv1.bias))
+    skip = reference_down_conv(x.double(), block.skip.weight, None)
     assert skip.shape[-1] == size // 2
     torch.testing.assert_close(block(x).double(), (skip + main) / math.sqrt(2),
                                rtol=1e-4, atol=1e-4)
+
+
+def test_a_discriminator_saved_with_the_old_downconv_names_still_loads():
+    """D's state_dict from before EqualConv2d(down=2) (keys `conv1.conv.weight`, `skip.conv.weight`)
+    loads into today's D and gives the same logits."""
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(stylegan2.PRESETS["tiny"], resolution=8, channels=1,
+                              channel_base=64, channel_max=8)
+    D = stylegan2.Discriminator(cfg)
+    old = {k.replace(".conv1.", ".conv1.conv.").replace(".skip.", ".skip.conv."): v.clone()
+           for k, v in D.state_dict().items()}
+    assert "blocks.0.conv1.conv.weight" in old and "blocks.0.skip.conv.weight" in old
+    torch.manual_seed(1)
+    other = stylegan2.Discriminator(cfg)
+    other.load_state_dict(old)  # strict: every key found
+    x = torch.randn(4, 1, 8, 8, generator=generator(0))
+    assert torch.equal(other(x), D(x))
 
 
 # -- Sampling: truncation, noise, mixing through the generator -----------------------------------
@@ -258,8 +275,8 @@ def test_r1_gradient_is_exact():
     """R1's gradient with respect to D's weights (a double backward) matches finite differences."""
     r = double_recipe()
     reals = torch.rand(4, 1, 16, 16, generator=generator(4), dtype=torch.float64) * 2 - 1
-    names = ["from_rgb.weight", "blocks.0.conv0.weight", "blocks.0.skip.conv.weight",
-             "blocks.1.conv1.conv.bias", "conv.bias", "out.weight"]  # a sample of every kind
+    names = ["from_rgb.weight", "blocks.0.conv0.weight", "blocks.0.skip.weight",
+             "blocks.1.conv1.bias", "conv.bias", "out.weight"]  # a sample of every kind
     assert gradcheck_params(r.D, lambda x: r.r1(x, None)[0], names, (reals,))
     x = reals[:2].clone().requires_grad_(True)
     assert torch.autograd.gradgradcheck(lambda x: r.D(x), (x,), fast_mode=True)

@@ -1,7 +1,10 @@
 """Train the Fashion-MNIST classifier whose features nanogan's metrics use by default.
 
-    python train_classifier.py        # writes nanogan/weights/fashion_classifier.safetensors
-    python train_classifier.py --epochs 2 --out /tmp/clf.safetensors
+    python benchmarks/train_classifier.py   # writes nanogan/weights/fashion_classifier.safetensors
+    python benchmarks/train_classifier.py --epochs 2 --out /tmp/clf.safetensors
+
+It lives beside the benchmarks because it builds an evaluation instrument (the weights shipped in
+nanogan/weights), not a model a user trains.
 
 The images are padded 28 -> 32 with black and mapped to [-1, 1], exactly as the GANs see them.
 Training is deterministic for a seed on a given machine and torch version; the file's metadata
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import datetime
 import gzip
+import sys
 import time
 from pathlib import Path
 from typing import Optional
@@ -20,6 +24,8 @@ import numpy as np
 import torch
 import typer
 from rich.console import Console
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # nanogan from a checkout
 
 from nanogan.classifier import (WEIGHTS, evaluate_accuracy, pad_to_32, save_classifier,
                                 train_classifier)

@@ -1,0 +1,114 @@
+"""The layer rule of lessons/00_reading_this_repo.md, checked on the actual import graph of
+`nanogan/` (parsed with ast, nothing imported): imports point from the entry points down to the
+registry, the model files and the library, never back up; no cycles; the library never imports
+accelerate, typer or rich (prepare.py's command line imports them inside its `main` only)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "nanogan"
+REGISTRY = {"models", "sampling"}  # what the entry points speak to
+MODEL_FILES = {"progan", "biggan", "stylegan2"}
+RANK = {"registry": 2, "model": 1, "library": 0}  # an import goes to an equal or lower rank
+CLI_LIBRARIES = {"accelerate", "typer", "rich"}
+LAZY_CLI = {("prepare", "main")}  # (module, function) allowed to import them inside the function
+
+
+def layer(module: str) -> str:
+    return "registry" if module in REGISTRY else "model" if module in MODEL_FILES else "library"
+
+
+def imports(path: Path) -> list[tuple[str, int, str | None]]:
+    """(imported top-level name or nanogan module, line, enclosing top-level function or None)."""
+    tree, out = ast.parse(path.read_text()), []
+
+    def visit(node: ast.AST, function: str | None) -> None:
+        for child in ast.iter_child_nodes(node):
+            inner = function
+            if function is None and isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                inner = child.name
+            if isinstance(child, ast.Import):
+                out.extend((alias.name, child.lineno, inner) for alias in child.names)
+            elif isinstance(child, ast.ImportFrom) and child.level == 0 and child.module:
+                if child.module == "nanogan":  # from nanogan import a, b
+                    out.extend((f"nanogan.{a.name}", child.lineno, inner) for a in child.names)
+                else:
+                    out.append((child.module, child.lineno, inner))
+            visit(child, inner)
+
+    visit(tree, None)
+    return out
+
+
+def graph() -> dict[str, set[str]]:
+    edges = {}
+    for path in sorted(PACKAGE.glob("*.py")):
+        edges[path.stem] = {name.split(".")[1] for name, _, _ in imports(path)
+                            if name.startswith("nanogan.") and name.count(".") >= 1}
+    return edges
+
+
+def test_the_classification_covers_the_package():
+    """Every module named in the rule exists (a renamed file must update the rule)."""
+    stems = {p.stem for p in PACKAGE.glob("*.py")}
+    assert REGISTRY | MODEL_FILES <= stems
+
+
+def test_no_import_points_up():
+    """A library module never imports a model file or the registry; a model file never imports
+    the registry."""
+    wrong = [f"{a} ({layer(a)}) imports {b} ({layer(b)})" for a, deps in graph().items()
+             for b in deps if RANK[layer(b)] > RANK[layer(a)]]
+    assert not wrong, wrong
+
+
+def test_no_cycles():
+    """The import graph of nanogan/ is acyclic."""
+    edges, state, cycles = graph(), {}, []
+
+    def walk(node: str, trail: list[str]) -> None:
+        state[node] = "open"
+        for dep in sorted(edges.get(node, ())):
+            if state.get(dep) == "open":
+                cycles.append(trail[trail.index(dep):] + [node, dep] if dep in trail
+                              else [node, dep])
+            elif dep not in state:
+                walk(dep, trail + [node])
+        state[node] = "done"
+
+    for node in sorted(edges):
+        if node not in state:
+            walk(node, [])
+    assert not cycles, cycles
+
+
+def test_the_library_never_imports_the_command_line_libraries():
+    """accelerate, typer and rich stay in train.py and sample.py (prepare.py's main aside)."""
+    found = [f"{path.name}:{line} imports {name}" for path in sorted(PACKAGE.glob("*.py"))
+             for name, line, function in imports(path)
+             if name.split(".")[0] in CLI_LIBRARIES and (path.stem, function) not in LAZY_CLI]
+    assert not found, found
+
+
+@pytest.mark.parametrize("source, expected", [
+    ("from nanogan import models\n", "models"),
+    ("from nanogan.models import SPECS\n", "models"),
+    ("import nanogan.models\n", "models"),
+])
+def test_the_parser_sees_every_import_form(tmp_path, source, expected):
+    """The three ways to import a nanogan module are all edges of the graph."""
+    path = tmp_path / "x.py"
+    path.write_text(source)
+    assert {n.split(".")[1] for n, _, _ in imports(path) if n.startswith("nanogan.")} == {expected}
+
+
+def test_a_lazy_import_outside_the_allowed_function_is_caught(tmp_path):
+    """An import of rich inside some other function is seen, with its enclosing function."""
+    path = tmp_path / "x.py"
+    path.write_text("def helper():\n    import rich\n")
+    assert imports(path) == [("rich", 2, "helper")]
