@@ -145,8 +145,8 @@ class Recipe:
             f"the per-process batch {micro} (batch_size {self.cfg.batch_size} / ({self.world} "
             f"processes × {self.accumulate} accumulated micro-batches)) is not a multiple of the "
             f"minibatch-std group size {group}, so D would see other groups than in a "
-            f"one-process run; use --batch-size a multiple of {step} ({works}, …), fewer "
-            f"processes or micro-batches, or --set mbstd_group=N with N dividing {micro}")
+            f"one-process run; use a batch_size that is a multiple of {step} ({works}, …), "
+            f"fewer processes or micro-batches, or mbstd_group=N with N dividing {micro}")
 
     def micro(self, x: torch.Tensor | None, i: int) -> torch.Tensor | None:
         """Micro-batch i of this process's share of a batch (None stays None)."""
