@@ -698,7 +698,8 @@ if __name__ == "__main__":
         app()
     except (config.ConfigError, checkpoint.CheckpointError, runs.RunError, DataError,
             DatasetNotFoundError) as err:
-        hint = " (train.py: --skip-bad)" if isinstance(err, UnreadableImageError) else ""
+        hint = {UnreadableImageError: " (train.py: --skip-bad)",  # library errors name their
+                DatasetNotFoundError: " (train.py: --data FOLDER)"}.get(type(err), "")  # parameters
         errors.print("[red]error:[/]", end=" ")
         errors.print(f"{err}{hint}", markup=False, highlight=False)  # paths may hold [brackets]
         sys.exit(2)

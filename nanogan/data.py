@@ -55,6 +55,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from nanogan.config import check_resolution
 from nanogan.randomness import derive_seed
 
 try:
@@ -130,7 +131,7 @@ def find_fashion_mnist(root: str | Path | None = None, *, download: bool = True)
     raise DatasetNotFoundError(
         "Fashion-MNIST not found. Looked in:\n" + "".join(f"  - {t}\n" for t in tried)
         + "Get it by one of: `apt-get install dataset-fashion-mnist`; setting NANOGAN_DATA to a "
-        "folder holding the four idx .gz files; passing --data FOLDER (root= in Python); or "
+        "folder holding the four idx .gz files; passing the folder (root=); or "
         "allowing the download (download=True) on a machine with internet access.")
 
 
@@ -324,12 +325,6 @@ class InfiniteSampler(torch.utils.data.Sampler[int]):
 
 
 # ----------------------------------------------------------------------------- resampling
-
-
-def check_resolution(resolution: int) -> None:
-    if resolution not in RESOLUTIONS:
-        raise ValueError(f"resolution must be a power of two in {list(RESOLUTIONS)}, "
-                         f"got {resolution}")
 
 
 def resize_batch(images: np.ndarray, resolution: int) -> np.ndarray:
@@ -797,7 +792,7 @@ class StreamingDataset(torch.utils.data.Dataset):
                 if not self.skip_bad:
                     raise UnreadableImageError(
                         f"{where}: cannot read this image ({reason}); fix or delete it (prepare "
-                        "the zip again), or pass skip_bad=True (--skip-bad) to read the next "
+                        "the zip again), or pass skip_bad=True to read the next "
                         "image in its place") from None
                 self._bad.add(j)
                 self.skipped.append((where, reason))

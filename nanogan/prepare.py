@@ -54,6 +54,7 @@ from typing import Callable, Iterator, Optional
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from nanogan.config import ConfigError, check_resolution
 from nanogan.data import (CIFAR10_CLASSES, FASHION_MNIST_CLASSES, FASHION_MNIST_FILES,
                           RESOLUTIONS, DataError, DatasetNotFoundError, ImageSource,
                           UnreadableImageError, cifar10_folder, decode_image, grey, load_cifar10,
@@ -250,9 +251,11 @@ def check_options(out: str | Path, *, resolution: int | None = None, channels: i
                   workers: int | None = None, overwrite: bool = False) -> None:
     """Refuse bad options before any work, each with a message naming the allowed values."""
     out = Path(out)
-    if resolution is not None and resolution not in RESOLUTIONS:
-        raise DataError(f"resolution must be a power of two in {list(RESOLUTIONS)}, "
-                        f"got {resolution}")
+    if resolution is not None:
+        try:
+            check_resolution(resolution)
+        except ConfigError as err:
+            raise DataError(str(err)) from None
     if channels not in (None, 1, 3):
         raise DataError(f"channels must be 1 or 3, got {channels}")
     if transform not in TRANSFORMS:

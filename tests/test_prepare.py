@@ -301,7 +301,7 @@ def test_bad_arguments_are_refused_before_any_work(tmp_path):
     """Each bad argument gets a message naming it and, where there are any, the allowed values."""
     src = tmp_path / "src"
     save(src / "a.png", noise(8, 8))
-    cases = [(dict(resolution=17), r"power of two in \[4, 8, 16, .*1024\], got 17"),
+    cases = [(dict(resolution=17), r"power of two in \[4, 1024\] \(4, 8, 16, .*1024\), got 17"),
              (dict(channels=2), "channels must be 1 or 3, got 2"),
              (dict(transform="squash"), r"transform must be one of \['center-crop', 'resize'\]"),
              (dict(max_images=0), "max_images must be at least 1"),
@@ -377,6 +377,6 @@ def test_command_line(tmp_path, capsys):
         capture_output=True, text=True, cwd=ROOT, timeout=120,
         env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 2
-    assert result.stderr.startswith("error: resolution must be a power of two in [4, 8, 16")
+    assert result.stderr.startswith("error: resolution must be a power of two in [4, 1024] (4, 8, 16")
     assert "got 100" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "other.zip").exists()
