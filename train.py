@@ -40,14 +40,15 @@ from rich.table import Table
 
 from nanogan import checkpoint, config, evaluate, models, runs
 from nanogan.data import (DataError, DatasetNotFoundError, InfiniteSampler,
-                          UnreadableImageError, has_test_split, open_dataset, to_float)
+                          UnreadableImageError, has_test_split, open_dataset, subset, to_float)
 from nanogan.images import save_grid
 from nanogan.randomness import derive_seed
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 console = Console()
 errors = Console(stderr=True)
-RUN_KEYS = ("_preset", "_data", "_mirror", "_skip_bad")  # run options stored beside the config
+# run options stored beside the config
+RUN_KEYS = ("_preset", "_data", "_mirror", "_skip_bad", "_max_images")
 PRECISIONS = ("no", "fp16", "bf16")
 
 
@@ -60,6 +61,12 @@ class Precision(str, Enum):
 class OnNonFinite(str, Enum):
     stop = "stop"
     rollback = "rollback"
+
+
+class Augment(str, Enum):
+    none = "none"
+    ada = "ada"
+    diffaugment = "diffaugment"
 
 
 class Cache(str, Enum):
@@ -110,11 +117,13 @@ class Run:
     mirror: bool
     skip_bad: bool
     state: Optional[dict] = None  # the training state when resuming
+    max_images: Optional[int] = None  # a fixed subset of the data (None: all of it)
 
     @property
     def run_config(self) -> dict:
         return config.to_dict(self.cfg) | {"_preset": self.preset, "_data": self.data,
-                                          "_mirror": self.mirror, "_skip_bad": self.skip_bad}
+                                          "_mirror": self.mirror, "_skip_bad": self.skip_bad,
+                                          "_max_images": self.max_images}
 
 
 def _default_out(model: str, preset: str) -> Path:
@@ -148,7 +157,7 @@ def effective_precision(flag: Optional[str], stored: Optional[str] = None) -> st
 
 
 def settle_run(*, model, preset, data, out, kimg, batch_size, resolution, seed, precision,
-               resume, set_, mirror, skip_bad) -> Run:
+               resume, set_, mirror, skip_bad, max_images=None) -> Run:
     """A new run from the preset and flags, or the stored run when resuming (identity kept)."""
     if resume is not None and str(resume) == "auto":
         if out is None:
@@ -160,7 +169,7 @@ def settle_run(*, model, preset, data, out, kimg, batch_size, resolution, seed, 
         cfg = resolve(model, preset, kimg, batch_size, resolution, set_)
         return Run(model, preset, models.MODELS[model], cfg, out or _default_out(model, preset),
                    0 if seed is None else seed, effective_precision(precision), data, mirror,
-                   skip_bad)
+                   skip_bad, max_images=max_images)
     ckpt_path = runs.training_file(resume)
     stored = _load_training(ckpt_path, model)
     run_dir = out or (ckpt_path.parent.parent if ckpt_path.parent.name == runs.SNAPSHOTS
@@ -171,7 +180,8 @@ def settle_run(*, model, preset, data, out, kimg, batch_size, resolution, seed, 
     cfg = config.from_dict(module.Config, stored.config)
     first_seed = original.get("seed", stored.state["progress"]["seed"])
     for flag, given, kept in (("--seed", seed, first_seed),
-                              ("--batch-size", batch_size, cfg.batch_size)):
+                              ("--batch-size", batch_size, cfg.batch_size),
+                              ("--max-images", max_images, stored_run["_max_images"])):
         if given is not None and given != kept:
             raise typer.BadParameter(f"this run was started with {flag} {kept}; a resumed run "
                                      f"keeps it (start a new run to change it)", param_hint=flag)
@@ -180,7 +190,8 @@ def settle_run(*, model, preset, data, out, kimg, batch_size, resolution, seed, 
     return Run(stored.model, stored_run["_preset"] or "tiny", module, cfg, run_dir, first_seed,
                effective_precision(precision, original.get("precision")),
                data or stored_run["_data"], mirror or bool(stored_run["_mirror"]),
-               skip_bad or bool(stored_run["_skip_bad"]), stored.state)
+               skip_bad or bool(stored_run["_skip_bad"]), stored.state,
+               max_images=stored_run["_max_images"])
 
 
 def _load_training(path: Path, model: Optional[str]) -> checkpoint.Checkpoint:
@@ -519,7 +530,8 @@ def check_numbers(**values) -> None:
     rules = {"kimg": (0, True), "batch_size": (1, False), "grad_accum": (1, False),
              "workers": (0, False), "log_every": (1, False), "grid_kimg": (0, False),
              "snapshot_kimg": (0, False), "metrics_kimg": (0, False),
-             "metrics_images": (2, False), "threads": (1, False), "keep_snapshots": (0, False)}
+             "metrics_images": (2, False), "threads": (1, False), "keep_snapshots": (0, False),
+             "max_images": (1, False)}
     for name, value in values.items():
         low, strict = rules[name]
         if value is not None and (value <= low if strict else value < low):
@@ -586,6 +598,8 @@ def main(
     set_: List[str] = typer.Option([], "--set", help="Override a config field: --set key=value (repeatable)."),
     mirror: bool = typer.Option(False, "--mirror", help="Add horizontally mirrored copies of the data."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unreadable images (counted in config.json) instead of failing."),
+    augment: Optional[Augment] = typer.Option(None, help="Augment every image D sees: ada (adaptive, ADA's bgc) or diffaugment; same as --set augment=... \\[default: none]."),
+    max_images: Optional[int] = typer.Option(None, help="Train on a fixed subset of this many images (the same in every run, before --mirror)."),
     cache: Cache = typer.Option(Cache.auto, help="Decode the data once into memory/a memmap (ram), read it on the fly (stream), or choose by size (auto)."),
     grid_kimg: float = typer.Option(4.0, help="Write a sample grid every this many kimg (0 = never)."),
     snapshot_kimg: float = typer.Option(10.0, help="Write a checkpoint and a numbered snapshot every this many kimg."),
@@ -604,20 +618,22 @@ def main(
     check_numbers(kimg=kimg, batch_size=batch_size, grad_accum=grad_accum, workers=workers,
                   log_every=log_every, grid_kimg=grid_kimg, snapshot_kimg=snapshot_kimg,
                   metrics_kimg=metrics_kimg, metrics_images=metrics_images, threads=threads,
-                  keep_snapshots=keep_snapshots)
+                  keep_snapshots=keep_snapshots, max_images=max_images)
     metric_names = _metric_names(metrics)
     trackers = _trackers(report_to)
     if threads:
         torch.set_num_threads(threads)
     run = settle_run(model=model, preset=preset, data=data, out=out, kimg=kimg,
                      batch_size=batch_size, resolution=resolution, seed=seed,
-                     precision=precision.value if precision else None, resume=resume, set_=set_,
-                     mirror=mirror, skip_bad=skip_bad)
+                     precision=precision.value if precision else None, resume=resume,
+                     set_=([f"augment={augment.value}"] if augment else []) + list(set_),
+                     mirror=mirror, skip_bad=skip_bad, max_images=max_images)
     run.cfg.validate()  # before touching any data: a bad resolution or batch fails at once
     explicit_channels = any(s.split("=")[0].strip() == "channels" for s in set_)
     dataset = open_dataset(run.data, resolution=run.cfg.resolution, xflip=run.mirror,
                            skip_bad=run.skip_bad, cache=cache.value,
                            channels=run.cfg.channels if explicit_channels or run.state else None)
+    dataset = subset(dataset, run.max_images)  # the subset first, then its mirrored copies
     run.cfg = models.fit_to_dataset(run.cfg, dataset)
     run.cfg.validate()
     measured = metrics_setup(metric_names, run, dataset, extractor=extractor,

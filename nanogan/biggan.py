@@ -91,6 +91,10 @@ class Config:
     standing_batches: int = 100  # Appendix C.1: "typically 100" forward passes
     standing_batch_size: int = 64
     kimg: float = 600000.0  # ≈ 146k iterations of 2 × 2048; Table 1 row 8 collapsed at 165k
+    augment: str = "none"  # D's view: "none", "ada" or "diffaugment" (recipe.AUGMENTS)
+    ada_target: float = 0.6  # ADA (arXiv:2006.06676) §3: the r_t that p steers toward
+    ada_kimg: float = 500.0  # ADA §3: p can go from 0 to 1 in this many thousand images
+    ada_interval: int = 4  # ADA §3: p is adjusted every this many D minibatches
 
     @property
     def num_blocks(self) -> int:
@@ -98,6 +102,7 @@ class Config:
 
     def validate(self) -> None:
         check_resolution(self.resolution, low=32, high=512)
+        recipe.check_augment(self)
         if self.num_classes < 1:
             raise ConfigError("BigGAN is class-conditional: num_classes must be >= 1")
         chunks = self.num_blocks + 1
@@ -286,15 +291,18 @@ class Recipe(recipe.Recipe):
                 with self.autocast():
                     with torch.no_grad():
                         fakes = self.G(self.micro(z, i), self.micro(y, i))
-                    real_logits = self.D(self.micro(real_k, i), self.micro(label_k, i))
-                    fake_logits = self.D(fakes, self.micro(y, i))
+                    real_logits = self.D(self.aug(self.micro(real_k, i), draws, f"D{k}_real", i),
+                                         self.micro(label_k, i))
+                    fake_logits = self.D(self.aug(fakes, draws, f"D{k}_fake", i), self.micro(y, i))
                     loss = hinge_d_loss(real_logits, fake_logits)
+                self.observe_reals(real_logits)
                 self.tally(stats, "real", real_logits.mean(), cfg.d_steps)
                 self.tally(stats, "fake", fake_logits.mean(), cfg.d_steps)
                 return loss
 
             stats["loss_D"] = stats.get("loss_D", 0) + self.optimize(
                 self.opt_D, self.D, d_loss) / cfg.d_steps
+            self.adapt(batch)  # ADA: the interval counts D minibatches
 
         d = recipe.unwrap(self.D)
         recipe.set_requires_grad(d, False)
@@ -303,7 +311,8 @@ class Recipe(recipe.Recipe):
 
         def g_loss(i: int) -> torch.Tensor:
             with self.autocast():
-                loss = hinge_g_loss(d(self.G(self.micro(z, i), self.micro(y, i)), self.micro(y, i)))
+                fakes = self.aug(self.G(self.micro(z, i), self.micro(y, i)), draws, "G", i)
+                loss = hinge_g_loss(d(fakes, self.micro(y, i)))
             self.tally(stats, "loss_G", loss)
             if not cfg.ortho_beta:
                 return loss
@@ -324,7 +333,8 @@ class Recipe(recipe.Recipe):
 
     def diagnostics(self) -> dict[str, float]:
         """σ₀ of every G and D weight before normalization (§4, Fig. 3): watch for explosions."""
-        return ({f"sigma/G/{k}": v for k, v in spectral_norms(recipe.unwrap(self.G)).items()}
+        return (super().diagnostics()
+                | {f"sigma/G/{k}": v for k, v in spectral_norms(recipe.unwrap(self.G)).items()}
                 | {f"sigma/D/{k}": v for k, v in spectral_norms(recipe.unwrap(self.D)).items()})
 
     def before_sampling(self) -> None:

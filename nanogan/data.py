@@ -819,6 +819,62 @@ class StreamingDataset(torch.utils.data.Dataset):
                 f"{self.num_classes} classes)")
 
 
+SUBSET_SEED = 0  # ADA's --subset: one fixed subset of a dataset, whatever the run's --seed
+
+
+class Subset(torch.utils.data.Dataset):
+    """The same `n` images of a dataset in every run: the interface of the dataset it wraps.
+
+    The images are the first n of a permutation drawn with `SUBSET_SEED` (independent of the
+    training seed), in the dataset's order, as ADA's `--subset` (Karras et al. 2020,
+    arXiv:2006.06676, §4: training sets of 1k–50k images). A mirrored dataset (xflip) is
+    subset first and then mirrored: its n + i-th image is the i-th image flipped.
+    """
+
+    def __init__(self, dataset, n: int):
+        base = len(dataset) // (2 if dataset.xflip else 1)
+        if not 1 <= n <= base:
+            raise DataError(f"max_images must be between 1 and the {base} images of "
+                            f"{dataset.name}, got {n}")
+        order = torch.randperm(base, generator=torch.Generator().manual_seed(SUBSET_SEED))
+        chosen = order[:n].sort().values
+        self._index = torch.cat([chosen, chosen + base]) if dataset.xflip else chosen
+        self.dataset, self.size = dataset, n
+        for name in ("channels", "resolution", "num_classes", "class_names", "xflip", "skipped",
+                     "cache"):
+            setattr(self, name, getattr(dataset, name))
+        flip = "+xflip"
+        plain = dataset.name[: -len(flip)] if dataset.xflip and dataset.name.endswith(flip) \
+            else dataset.name
+        self.name = f"{plain}[{n} of {base}]" + (flip if dataset.xflip else "")
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        if not 0 <= int(index) < len(self):
+            raise IndexError(f"index {index} out of range for a subset of {len(self)} images")
+        return self.dataset[int(self._index[int(index)])]
+
+    def images_uint8(self, indices: Sequence[int] | np.ndarray | torch.Tensor) -> torch.Tensor:
+        index = torch.as_tensor(np.asarray(indices.cpu() if isinstance(indices, torch.Tensor)
+                                           else indices, np.int64).reshape(-1))
+        if index.numel() and (index.min() < 0 or index.max() >= len(self)):
+            raise IndexError(f"index out of range for a subset of {len(self)} images")
+        return self.dataset.images_uint8(self._index[index])
+
+    def labels(self) -> torch.Tensor:
+        return self.dataset.labels()[self._index]
+
+    def __repr__(self) -> str:
+        return f"Subset({self.name!r}, {len(self)} images of {self.dataset!r})"
+
+
+def subset(dataset, n: int | None):
+    """`Subset(dataset, n)`, or the dataset itself when n is None (every image)."""
+    return dataset if n is None else Subset(dataset, n)
+
+
 # ---------------------------------------------------------------------- the decoded cache
 
 

@@ -63,9 +63,14 @@ class Config:
     fade_kimg: float = 800.0
     ema_beta: float = 0.999
     kimg: float = 12000.0
+    augment: str = "none"  # D's view: "none", "ada" or "diffaugment" (recipe.AUGMENTS)
+    ada_target: float = 0.6  # ADA (arXiv:2006.06676) §3: the r_t that p steers toward
+    ada_kimg: float = 500.0  # ADA §3: p can go from 0 to 1 in this many thousand images
+    ada_interval: int = 4  # ADA §3: p is adjusted every this many D minibatches
 
     def validate(self) -> None:
         check_resolution(self.resolution)
+        recipe.check_augment(self)
         if self.loss not in ("wgan", "lsgan"):
             raise ConfigError(f"loss must be 'wgan' or 'lsgan', got {self.loss!r}")
         if self.batch_size < self.mbstd_group or self.batch_size % self.mbstd_group:
@@ -206,18 +211,21 @@ class Recipe(recipe.Recipe):
             return self.D(x, res, alpha)
 
         def d_loss(i: int) -> torch.Tensor:
-            x = self.micro(reals, i)
+            x = self.aug(self.micro(reals, i), draws, "D_real", i)
             with self.autocast():
                 with torch.no_grad():
-                    fakes = self.G(self.micro(z_D, i), res, alpha)
+                    fakes = self.aug(self.G(self.micro(z_D, i), res, alpha), draws, "D_fake", i)
                 real_logits, fake_logits = critic(x), critic(fakes)
                 if cfg.loss == "lsgan":
                     loss = lsgan_d_loss(real_logits, fake_logits)
                 else:
                     loss = wgan_d_loss(real_logits, fake_logits, drift=cfg.drift)
+            self.observe_reals(real_logits)
             self.tally(stats, "real", real_logits.mean())
             self.tally(stats, "fake", fake_logits.mean())
-            if cfg.loss == "wgan":  # in fp32: the penalty differentiates D twice
+            # In fp32: the penalty differentiates D twice. With augmentation x̂ lies between the
+            # augmented reals and fakes (D's inputs): no derivative through the augmentation.
+            if cfg.loss == "wgan":
                 gp = gradient_penalty(critic, x.float(), fakes.float(), self.micro(t, i),
                                       target=cfg.gp_target)
                 self.tally(stats, "gp", gp)
@@ -232,12 +240,14 @@ class Recipe(recipe.Recipe):
 
         def g_loss(i: int) -> torch.Tensor:
             with self.autocast():
-                fake_logits = d(self.G(self.micro(z_G, i), res, alpha), res, alpha)
+                fake_logits = d(self.aug(self.G(self.micro(z_G, i), res, alpha), draws, "G", i),
+                                res, alpha)
                 return wgan_g_loss(fake_logits) if cfg.loss == "wgan" else lsgan_g_loss(fake_logits)
 
         stats["loss_G"] = self.optimize(self.opt_G, self.G, g_loss)
         recipe.set_requires_grad(d, True)
         update_ema(self.G_ema, recipe.unwrap(self.G), cfg.ema_beta)
+        self.adapt(batch)  # ADA: p moves after the step
 
         self.step += 1
         self.images_seen += batch
@@ -252,7 +262,8 @@ class Recipe(recipe.Recipe):
     def diagnostics(self) -> dict[str, float]:
         """Where the growth stands now: the resolution and the fade-in weight α."""
         stage = self.stage()
-        return {"resolution": float(stage.resolution), "alpha": stage.alpha}
+        return super().diagnostics() | {"resolution": float(stage.resolution),
+                                        "alpha": stage.alpha}
 
     def sampling_view(self) -> dict:
         """Grids during training show the current resolution and fade."""

@@ -11,6 +11,12 @@ Everything a run needs to continue exactly is in `state_dict()`: weights, optimi
 counters and the model's own progress (fade stage, path-length mean, …). Randomness needs no
 state: `self.draws()` is a pure function of (seed, step), see `randomness.py`.
 
+Augmentation (`cfg.augment`, one of AUGMENTS): every image D sees in training goes through
+`self.aug(x, draws, tag, i)` — ADA's `bgc` pipeline with the probability `self.ada.p` that the
+controller adapts (Karras et al. 2020, arXiv:2006.06676, §2.3 and §3), or DiffAugment's fixed
+policy (Zhao et al. 2020, arXiv:2006.10738) — and with "none" the image itself. The controller
+is part of the state (`state_dict()["extra"]["ada"]`), so resume stays exact.
+
 Lesson: lessons/00_reading_this_repo.md
 """
 
@@ -23,8 +29,29 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from nanogan.ada import AdaController
+from nanogan.augment import augment
 from nanogan.config import ConfigError
+from nanogan.diffaugment import diff_augment
 from nanogan.randomness import Draws
+
+AUGMENTS = ("none", "ada", "diffaugment")
+
+
+def check_augment(cfg: Any) -> None:
+    """Refuse an unknown `augment` or ADA settings outside the controller's range (ADA §3)."""
+    kind = getattr(cfg, "augment", "none")
+    if kind not in AUGMENTS:
+        raise ConfigError(f"augment must be one of {', '.join(AUGMENTS)}, got {kind!r}")
+    if kind != "ada":
+        return
+    if not 0 <= cfg.ada_target < 1:
+        raise ConfigError(f"ada_target must be in [0, 1) (ADA §3: 0.6), got {cfg.ada_target}")
+    if not cfg.ada_kimg > 0:
+        raise ConfigError(f"ada_kimg must be > 0 (ADA §3: 500, p from 0 to 1 in 500k images), "
+                          f"got {cfg.ada_kimg}")
+    if cfg.ada_interval < 1:
+        raise ConfigError(f"ada_interval must be >= 1 (ADA §3: 4), got {cfg.ada_interval}")
 
 
 def unwrap(module: nn.Module) -> nn.Module:
@@ -58,6 +85,13 @@ class Recipe:
         if accumulate > 1 and not self.accumulates:
             raise ConfigError(f"{self.name} does not support gradient accumulation yet")
         self.accumulate = accumulate
+        check_augment(cfg)
+        self.augment = getattr(cfg, "augment", "none")
+        self.ada: AdaController | None = None
+        if self.augment == "ada":  # float64 p and sums, except where the device has no float64
+            self.ada = AdaController(cfg.ada_target, cfg.ada_kimg, cfg.ada_interval,
+                                     device=self.device, dtype=torch.float32
+                                     if self.device.type == "mps" else torch.float64)
         self.step = 0  # training iterations done
         self.images_seen = 0  # real images shown to D, summed over processes
         self.G: nn.Module
@@ -84,8 +118,11 @@ class Recipe:
 
     def diagnostics(self) -> dict[str, float]:
         """The model's state now, for the log (ProGAN: resolution and α; BigGAN: every layer's
-        top singular value). Names without a "/" are also shown on the progress bar."""
-        return {}
+        top singular value; with ADA, p and r_t). Names without a "/" are also shown on the
+        progress bar. Models extend `super().diagnostics()`."""
+        if self.ada is None:
+            return {}
+        return {"ada_p": self.ada.p.item(), "ada_rt": self.ada.rt.item()}  # log ticks only
 
     def before_sampling(self) -> None:
         """Prepare G_ema for sampling (BigGAN: standing BatchNorm statistics)."""
@@ -148,6 +185,31 @@ class Recipe:
             f"one-process run; use a batch_size that is a multiple of {step} ({works}, …), "
             f"fewer processes or micro-batches, or mbstd_group=N with N dividing {micro}")
 
+    def aug(self, x: torch.Tensor, draws: Draws, tag: str, i: int = 0) -> torch.Tensor:
+        """Micro-batch i of this process's images x as D sees them: augmented by `cfg.augment`.
+
+        The draws are named by `tag` (one name per place D looks: "D_real", "D_fake", "G", "R1",
+        …) and made for the global batch, so N processes × n micro-batches augment exactly as
+        one process with the whole batch. "none" returns x itself.
+        """
+        if self.augment == "none":
+            return x
+        g = draws.generator(f"augment_{tag}")
+        part, parts = self.rank * self.accumulate + i, self.world * self.accumulate
+        if self.augment == "ada":
+            return augment(x, self.ada.p, g, rank=part, world=parts)
+        return diff_augment(x, g, rank=part, world=parts)
+
+    def observe_reals(self, real_logits: torch.Tensor) -> None:
+        """ADA: count the signs of D's logits on the (augmented) training reals (r_t, §3)."""
+        if self.ada is not None:
+            self.ada.observe(real_logits)
+
+    def adapt(self, batch: int) -> None:
+        """ADA: one D minibatch of `batch` reals (global) is done; every interval, p moves."""
+        if self.ada is not None:
+            self.ada.update(batch, reduce=self.mean_over_processes)
+
     def micro(self, x: torch.Tensor | None, i: int) -> torch.Tensor | None:
         """Micro-batch i of this process's share of a batch (None stays None)."""
         return None if x is None else x.chunk(self.accumulate)[i]
@@ -161,6 +223,9 @@ class Recipe:
         return x
 
     def state_dict(self) -> dict[str, Any]:
+        extra = self.extra_state()
+        if self.ada is not None:
+            extra = extra | {"ada": self.ada.state_dict()}
         return {
             "G": unwrap(self.G).state_dict(),
             "D": unwrap(self.D).state_dict(),
@@ -168,7 +233,7 @@ class Recipe:
             "opt_G": self.opt_G.state_dict(),
             "opt_D": self.opt_D.state_dict(),
             "progress": {"step": self.step, "images_seen": self.images_seen, "seed": self.seed},
-            "extra": self.extra_state(),
+            "extra": extra,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -180,7 +245,10 @@ class Recipe:
         progress = state["progress"]
         self.step, self.images_seen = progress["step"], progress["images_seen"]
         self.seed = progress["seed"]
-        self.load_extra_state(state.get("extra", {}))
+        extra = state.get("extra", {})
+        self.load_extra_state(extra)
+        if self.ada is not None and "ada" in extra:  # else (a run without ADA before): p = 0
+            self.ada.load_state_dict(extra["ada"])
 
 
 def reset_optimizer(opt: torch.optim.Optimizer) -> None:

@@ -101,6 +101,10 @@ class Config:
     num_fp16_res: int = 4  # under autocast, reduced precision in this many top resolutions only
     conv_clamp: float | None = 256.0  # fp16 blocks clamp activations here (None: never)
     kimg: float = 25000.0
+    augment: str = "none"  # D's view: "none", "ada" or "diffaugment" (recipe.AUGMENTS)
+    ada_target: float = 0.6  # ADA (arXiv:2006.06676) §3: the r_t that p steers toward
+    ada_kimg: float = 500.0  # ADA §3: p can go from 0 to 1 in this many thousand images
+    ada_interval: int = 4  # ADA §3: p is adjusted every this many D minibatches
 
     @property
     def num_ws(self) -> int:
@@ -117,6 +121,7 @@ class Config:
 
     def validate(self) -> None:
         check_resolution(self.resolution, low=8)
+        recipe.check_augment(self)
         if self.num_fp16_res < 0:
             raise ConfigError(f"num_fp16_res must be >= 0 (0: fp32 everywhere, StyleGAN2-ADA: "
                               f"4), got {self.num_fp16_res}")
@@ -380,10 +385,14 @@ class Recipe(recipe.Recipe):
         part = {k: self.micro(v, i) for k, v in inputs.items() if k != "noise"}
         return part | {"noise": lambda layer, shape: self.micro(noise(layer, shape), i)}
 
-    def r1(self, reals: torch.Tensor, labels) -> tuple[torch.Tensor, torch.Tensor]:
-        """E ‖∇_x D(x)‖² on the reals (γ/2 is applied by the caller), and D's logits."""
+    def r1(self, reals: torch.Tensor, labels, draws=None, i: int = 0
+           ) -> tuple[torch.Tensor, torch.Tensor]:
+        """E ‖∇_x D(x)‖² on the reals (γ/2 is applied by the caller), and D's logits.
+
+        With augmentation (given `draws`), D sees the augmented reals and the gradient is taken
+        w.r.t. the clean reals through the augmentation, as ADA's official training does."""
         reals = reals.detach().requires_grad_(True)
-        logits = self.D(reals, labels)
+        logits = self.D(reals if draws is None else self.aug(reals, draws, "R1", i), labels)
         return r1_penalty(logits, reals), logits
 
     def path_lengths(self, inputs: dict, y: torch.Tensor, G: nn.Module | None = None,
@@ -411,9 +420,11 @@ class Recipe(recipe.Recipe):
             with self.autocast():
                 with torch.no_grad():
                     fakes = self.G(**inputs)
-                real_logits = self.D(self.micro(reals, i), self.micro(labels, i))
-                fake_logits = self.D(fakes, inputs["labels"])
+                real_logits = self.D(self.aug(self.micro(reals, i), draws, "D_real", i),
+                                     self.micro(labels, i))
+                fake_logits = self.D(self.aug(fakes, draws, "D_fake", i), inputs["labels"])
                 loss = logistic_d_loss(real_logits, fake_logits)
+            self.observe_reals(real_logits)  # ADA's r_t: this phase's logits (not R1's)
             self.tally(stats, "real", real_logits.mean())
             self.tally(stats, "fake", fake_logits.mean())
             return loss
@@ -423,7 +434,7 @@ class Recipe(recipe.Recipe):
         # D regularization: R1 every r1_interval steps, times the interval (§3.1), in fp32.
         if is_due(self.step, self.r1_interval):
             def r1_loss(i: int) -> torch.Tensor:
-                r1, logits = self.r1(self.micro(reals, i), self.micro(labels, i))
+                r1, logits = self.r1(self.micro(reals, i), self.micro(labels, i), draws, i)
                 self.tally(stats, "r1", r1)  # "+ 0 · logits": every parameter gets a gradient (DDP)
                 return r1 * (cfg.r1_gamma / 2 * cfg.r1_interval) + 0 * logits.sum()
 
@@ -440,7 +451,7 @@ class Recipe(recipe.Recipe):
             inputs = self.micro_inputs(fake, i)
             with self.autocast():
                 images, ws = self.G(**inputs, return_ws=True)
-                loss = logistic_g_loss(d(images, inputs["labels"]))
+                loss = logistic_g_loss(d(self.aug(images, draws, "G", i), inputs["labels"]))
             w_sum = w_sum + ws[:, 0].detach().float().mean(0)  # layer 0 is never mixed
             return loss
 
@@ -473,6 +484,7 @@ class Recipe(recipe.Recipe):
 
         beta = ema_beta(batch, cfg.ema_kimg, images_seen=self.images_seen, rampup=cfg.ema_rampup)
         update_ema(self.G_ema, recipe.unwrap(self.G), beta)
+        self.adapt(batch)  # ADA: p moves after the step, as in ADA's training loop
         self.step += 1
         self.images_seen += batch
         return stats

@@ -128,19 +128,28 @@ for (model, _), table in PAPER.items():
     table += FROM_CODE[model]
 
 # Fields with no value in the paper or its code to compare with, and where they are checked.
+# Augmentation came after these papers, which trained without it: every paper preset keeps
+# augment = "none"; the controller's settings are ADA's (Karras et al. 2020, arXiv:2006.06676, §3).
+AUGMENT_FIELDS = {
+    "augment": "ADA (arXiv:2006.06676) and DiffAugment (arXiv:2006.10738) came later; the paper "
+               "trained without: test_paper_presets_train_without_augmentation",
+    "ada_target": "ADA §3: r_t target 0.6 (used only with augment='ada')",
+    "ada_kimg": "ADA §3: p from 0 to 1 in 500k images (used only with augment='ada')",
+    "ada_interval": "ADA §3: p adjusted every 4 minibatches (used only with augment='ada')",
+}
 NOT_IN_PAPER = {
-    "progan": {
+    "progan": AUGMENT_FIELDS | {
         "fmap_base": "widths: test_progan_widths", "fmap_max": "widths: test_progan_widths",
         "kimg": "no total in A.1 (4 days on 8 V100): test_progan_runs_through_the_schedule",
     },
-    "stylegan2": {
+    "stylegan2": AUGMENT_FIELDS | {
         "channel_base": "widths: test_stylegan2_widths_are_config_f",
         "channel_max": "widths: test_stylegan2_widths_are_config_f",
         "pl_weight": "Eq. 5 rescaled to our lengths: test_stylegan2_path_length_weight_is_eq_5",
         "num_fp16_res": "StyleGAN2-ADA (arXiv:2006.06676) code: fp16 in the 4 top resolutions",
         "conv_clamp": "StyleGAN2-ADA code: fp16 activations clamped at ±256",
     },
-    "biggan": {
+    "biggan": AUGMENT_FIELDS | {
         "z_dim": "authors' released generators: 20 per chunk (Tables 4–6 say 128, which does "
                  "not split into 6 or 7 equal chunks): test_biggan_latent_chunks",
         "adam_eps": "not in the paper: torch's 1e-8 (documented in biggan.py)",
@@ -252,3 +261,12 @@ def test_biggan_latent_chunks(preset, chunk):
     cfg = biggan.PRESETS[preset]
     blocks = {128: 5, 256: 6, 512: 7}[cfg.resolution]
     assert cfg.z_dim == chunk * (blocks + 1)
+
+
+@pytest.mark.parametrize("model, preset", [(m, p) for m, module in MODULES.items()
+                                           for p in module.PRESETS if p != "tiny"])
+def test_paper_presets_train_without_augmentation(model, preset):
+    """The papers trained without augmenting D's inputs; ADA's controller defaults are §3's."""
+    cfg = MODULES[model].PRESETS[preset]
+    assert cfg.augment == "none"
+    assert (cfg.ada_target, cfg.ada_kimg, cfg.ada_interval) == (0.6, 500.0, 4)

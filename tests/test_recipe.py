@@ -151,6 +151,47 @@ def test_resume_is_exact(model, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
 
 
+@pytest.mark.parametrize("model", MODELS)
+def test_resume_is_exact_with_ada(model, tmp_path):
+    """With ADA (p adjusted every D minibatch, fast), 2 steps + save + load + 2 steps = 4 steps
+    straight through, bitwise: p, r_t and the controller's accumulators are in the checkpoint."""
+    module = models.MODELS[model]
+    cfg = dataclasses.replace(module.PRESETS["tiny"], **SMALL[model], augment="ada",
+                              ada_interval=1, ada_kimg=0.05)
+    torch.manual_seed(0)
+    straight = module.Recipe(cfg, seed=3)
+    straight.ada.p.fill_(0.5)  # augmenting from the start, and free to move either way
+    for step in range(4):
+        straight.train_step(*data(straight, step))
+    assert straight.ada.p.item() != 0.5  # p moved: the test resumes a controller in motion
+    torch.manual_seed(0)
+    first = module.Recipe(cfg, seed=3)
+    first.ada.p.fill_(0.5)
+    for step in range(2):
+        first.train_step(*data(first, step))
+    first.before_sampling()
+    path = tmp_path / "checkpoint.safetensors"
+    checkpoint.save(path, first.state_dict(), kind="training", model=model, config={})
+    torch.manual_seed(1)
+    resumed = module.Recipe(cfg, seed=99)
+    resumed.load_state_dict(checkpoint.load(path).state)
+    for step in range(2, 4):
+        resumed.train_step(*data(resumed, step))
+    a, skeleton_a = checkpoint.flatten(straight.state_dict())
+    b, skeleton_b = checkpoint.flatten(resumed.state_dict())
+    assert skeleton_a == skeleton_b and a.keys() == b.keys()
+    assert any("ada" in k for k in a), sorted(a)
+    assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
+
+
+def test_an_unknown_augment_is_refused_naming_the_choices():
+    cfg = dataclasses.replace(models.MODELS["stylegan2"].PRESETS["tiny"], augment="ADA")
+    with pytest.raises(ConfigError, match="augment must be one of none, ada, diffaugment"):
+        cfg.validate()
+    with pytest.raises(ConfigError, match="ada_target must be in"):
+        dataclasses.replace(cfg, augment="ada", ada_target=1.0).validate()
+
+
 def test_unwrap_sees_through_ddp_and_compile_wrappers():
     """unwrap returns the plain module inside torch.compile's and DDP's wrappers."""
     net = nn.Linear(2, 2)

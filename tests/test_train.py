@@ -122,6 +122,49 @@ def test_a_dataset_smaller_than_a_batch_is_refused(folder, env, tmp_path):
         (done.stdout + done.stderr).split())
 
 
+def test_ada_on_a_subset_logs_p_and_rt_and_bad_subsets_are_refused(folder, env, tmp_path):
+    """--augment ada --max-images 32 trains on 32 of the 64 images, logs ada_p and ada_rt and
+    keeps the subset in config.json; --max-images 0 or 65 (of 64) exits 2 naming the numbers."""
+    out = tmp_path / "run"
+    train(run_args("stylegan2", folder, out, 0.032, "--augment", "ada", "--max-images", "32",
+                   "--set", "ada_interval=1", "--set", "ada_kimg=0.05"), env)
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert all("ada_p" in r and "ada_rt" in r for r in records), records
+    assert records[-1]["ada_rt"] != 0  # the controller ran (r_t is 0 only before its first update)
+    stored = json.loads((out / "config.json").read_text())
+    assert stored["images"] == 32 and stored["config"]["_max_images"] == 32
+    assert stored["config"]["augment"] == "ada"
+    for n, message in (("0", "Invalid value for --max-images: must be >= 1, got 0"),
+                       ("65", "max_images must be between 1 and the 64 images of")):
+        done = train(run_args("stylegan2", folder, tmp_path / f"bad{n}", 0.032, "--max-images",
+                              n), env, check=False)
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert message in " ".join((done.stdout + done.stderr).split())
+        assert not (tmp_path / f"bad{n}").exists()
+
+
+def test_a_subset_is_fixed_and_mirrored_after_it_is_taken():
+    """subset(ds, n) picks the same n images whatever the torch seed, in the dataset's order;
+    with xflip the subset's mirrored copies follow it (ADA's --subset, then --mirror)."""
+    from nanogan.data import ImageDataset, subset
+
+    images = np.arange(10, dtype=np.uint8).repeat(4).reshape(10, 1, 2, 2)
+    images[:, :, :, 1] += 100  # left and right columns differ: a flip shows
+    plain = ImageDataset(images, np.arange(10), name="t")
+    mirrored = ImageDataset(images, np.arange(10), name="t+xflip", xflip=True)
+    torch.manual_seed(1)
+    a = subset(plain, 4)
+    torch.manual_seed(2)
+    b = subset(mirrored, 4)
+    assert len(a) == 4 and len(b) == 8 and subset(plain, None) is plain
+    labels = a.labels()
+    assert torch.equal(labels, labels.sort().values) and len(set(labels.tolist())) == 4
+    assert torch.equal(b.labels(), labels.repeat(2))
+    assert torch.equal(b.images_uint8(range(4)), a.images_uint8(range(4)))
+    assert torch.equal(b.images_uint8(range(4, 8)), a.images_uint8(range(4)).flip(-1))
+    assert torch.equal(a[2][0], a.images_uint8([2])[0]) and a[2][1] == labels[2]
+
+
 @pytest.mark.parametrize("model", sorted(TINY))
 def test_a_run_writes_grids_log_and_checkpoints(model, folder, env, tmp_path):
     """A run leaves reals, grids per kimg, a JSONL log with speed and losses, and both files."""

@@ -35,6 +35,8 @@ from strategies import generator
 from torch import nn
 
 from nanogan import biggan, progan, stylegan2
+from nanogan.augment import augment
+from nanogan.diffaugment import diff_augment
 from nanogan.equalized import EqualLinear
 from nanogan.mixing import draw_crossover
 from nanogan.randomness import Draws
@@ -587,3 +589,137 @@ def test_biggan_adam_and_ema_start(bg_run):
         torch.testing.assert_close(ema[name], 0.9 * p0 + 0.1 * p, msg=name)
     for (name, b), e in zip(r.G.named_buffers(), r.G_ema.buffers()):
         assert torch.equal(b, e), name  # BN statistics and SN vectors are copied
+
+
+# ------------------------------------------------------------------ ADA and DiffAugment
+
+# ADA (Karras et al. 2020, arXiv:2006.06676): every image D sees in training is augmented —
+# reals and fakes in the D phase, fakes in the G phase, the reals of R1 — and R1 is the gradient
+# w.r.t. the clean reals through the augmentation (ADA's official training). The expected losses
+# below call `augment` / `diff_augment` (tested against references in their own files) with the
+# draws the recipe must use: Draws(seed, step).generator("augment_" + tag).
+
+ADA_P = 0.8  # far from 0 and 1: most images get some operations, not all
+
+
+def aug_ref(x: torch.Tensor, seed: int, step: int, tag: str, p: float = ADA_P) -> torch.Tensor:
+    return augment(x, p, Draws(seed, step).generator(f"augment_{tag}"))
+
+
+@pytest.fixture(scope="module")
+def sg2_ada_step0():
+    r = make(stylegan2, dict(SG2, augment="ada"))
+    r.ada.p = torch.tensor(ADA_P, dtype=torch.float64)
+    tape = Tape(r)
+    reals, labels = batch(r.cfg, r.cfg.batch_size, 0)
+    r.train_step(reals, labels)
+    return r, tape, reals
+
+
+def test_stylegan2_ada_d_loss_sees_augmented_reals_and_fakes(sg2_ada_step0):
+    """With ADA, D's loss is E softplus(D(A(G(z)))) + E softplus(−D(A(x))), A drawn per tag."""
+    r, tape, reals = sg2_ada_step0
+    phase = tape.at(0)[0]
+    with torch.no_grad():
+        fakes = phase.G(**sg2_inputs(r.cfg, Draws(r.seed, 0), "D", r.cfg.batch_size))
+    real = phase.D(aug_ref(reals, r.seed, 0, "D_real"))
+    fake = phase.D(aug_ref(fakes, r.seed, 0, "D_fake"))
+    assert_phase(phase, F.softplus(fake).mean() + F.softplus(-real).mean(), phase.D)
+
+
+def test_stylegan2_ada_r1_is_the_gradient_wrt_the_clean_reals(sg2_ada_step0):
+    """With ADA, R1 is k · γ/2 · E‖∇_x D(A(x))‖² with x the clean reals (not A(x))."""
+    r, tape, reals = sg2_ada_step0
+    phase = tape.at(0)[1]
+    assert phase.opt == "opt_D"
+    x = reals.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(phase.D(aug_ref(x, r.seed, 0, "R1")).sum(), x,
+                                  create_graph=True)
+    r1 = grad.square().sum((1, 2, 3)).mean()
+    assert_phase(phase, r1 * (GAMMA / 2) * r.cfg.r1_interval, phase.D)
+    # The other reading (∇ w.r.t. the augmented images) is a different number here.
+    y = aug_ref(reals, r.seed, 0, "R1").requires_grad_(True)
+    (other,) = torch.autograd.grad(phase.D(y).sum(), y)
+    assert not torch.allclose(other.square().sum((1, 2, 3)).mean(), r1, rtol=1e-3)
+
+
+def test_stylegan2_ada_g_loss_sees_augmented_fakes_and_pl_does_not(sg2_ada_step0):
+    """With ADA, G's loss is E softplus(−D(A(G(z)))); the path length sees G's images unchanged."""
+    r, tape, _ = sg2_ada_step0
+    phase = tape.at(0)[2]
+    images = phase.G(**sg2_inputs(r.cfg, Draws(r.seed, 0), "G", r.cfg.batch_size))
+    assert_phase(phase, F.softplus(-phase.D(aug_ref(images, r.seed, 0, "G"))).mean(), phase.G)
+    pl = tape.at(0)[3]
+    cfg, draws, n = r.cfg, Draws(r.seed, 0), r.cfg.batch_size // PL_SHRINK
+    y = draws.normal("pl_y", (n, cfg.channels, cfg.resolution, cfg.resolution)) / cfg.resolution
+    lengths = sg2_path_lengths(pl.G, sg2_inputs(cfg, draws, "PL", n), y)
+    a = pl.pl_mean + PL_DECAY * (lengths.detach().mean() - pl.pl_mean)
+    assert_phase(pl, (lengths - a).square().mean() * PL_WEIGHT * cfg.pl_interval, pl.G)
+
+
+@pytest.mark.parametrize("module, overrides", [(stylegan2, SG2), (progan, PG)])
+def test_d_sees_augmented_images_and_never_the_clean_ones(module, overrides):
+    """With ADA at p = 1 and with DiffAugment, no image D gets in the D and G phases is a clean
+    real or a clean fake: each D input differs from the clean batch it came from."""
+    for kind in ("ada", "diffaugment"):
+        r = make(module, dict(overrides, augment=kind))
+        if r.ada is not None:
+            r.ada.p = torch.tensor(1.0, dtype=torch.float64)
+        seen, fakes = [], []
+        r.D.register_forward_hook(lambda m, args, out: seen.append(args[0].detach()))
+        r.G.register_forward_hook(lambda m, args, out: fakes.append(
+            (out[0] if isinstance(out, tuple) else out).detach()))
+        reals, labels = batch(r.cfg, r.cfg.batch_size, 0)
+        r.train_step(reals, labels)
+        clean = [reals if module is stylegan2 else pg_reals(reals, 4, 1.0)] + fakes
+        main = seen[:2] + seen[-1:]  # D phase: reals, fakes; the G phase's fakes last
+        for x in main:
+            assert not any(c.shape == x.shape and torch.equal(c, x) for c in clean), kind
+
+
+def test_progan_gradient_penalty_interpolates_the_augmented_images():
+    """With DiffAugment, ProGAN's D loss is WGAN-GP on A(x) and A(G(z)): the interpolates x̂ lie
+    between the augmented reals and fakes (no derivative through A)."""
+    r = make(progan, dict(PG, augment="diffaugment"))
+    tape = Tape(r)
+    reals, labels = batch(r.cfg, 8, 0)
+    r.train_step(reals, labels)
+    phase, draws, n = tape.at(0)[0], Draws(r.seed, 0), r.cfg.batch_size
+    x = diff_augment(pg_reals(reals, 4, 1.0), draws.generator("augment_D_real"))
+    with torch.no_grad():
+        fakes = diff_augment(phase.G(draws.normal("z_D", (n, r.cfg.z_dim)), 4, 1.0),
+                             draws.generator("augment_D_fake"))
+
+    def critic(images):
+        return phase.D(images, 4, 1.0)
+
+    real, fake = critic(x), critic(fakes)
+    t = draws.uniform("gp", (n,)).view(n, 1, 1, 1)
+    x_hat = (x + t * (fakes - x)).requires_grad_(True)
+    (grad,) = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
+    gp = (grad.flatten(1).norm(dim=1) - 1).square().mean()
+    loss = fake.mean() - real.mean() + DRIFT * real.square().mean() + GP_WEIGHT * gp
+    assert_phase(phase, loss, phase.D)
+
+
+@pytest.mark.parametrize("module, overrides, d_batches", [(stylegan2, SG2, 1), (biggan, BG, 2)])
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_ada_p_follows_the_controller_rule(monkeypatch, module, overrides, d_batches, sign):
+    """ADA §3: with D's real logits all of one sign, r_t = that sign, and every `interval` D
+    minibatches p steps by sign(r_t − 0.6) · interval · batch / (ada_kimg · 1000), clamped at 0."""
+    interval, kimg = 2, 0.1
+    r = make(module, dict(overrides, augment="ada", ada_interval=interval, ada_kimg=kimg))
+    forward = type(r.D).forward
+    monkeypatch.setattr(type(r.D), "forward",
+                        lambda self, x, *a, **k: forward(self, x, *a, **k) * 0 + sign)
+    batch_size, minibatches, expected = r.cfg.batch_size, 0, []
+    for step in range(3):
+        r.train_step(*batch(r.cfg, r.batch_per_step, step))
+        minibatches += d_batches
+        moves = minibatches // interval
+        p = max(0.0, moves * interval * batch_size / (kimg * 1000)) if sign > 0 else 0.0
+        expected.append(p)
+        assert r.ada.p.item() == pytest.approx(p, abs=1e-12), (step, r.ada.p, expected)
+    assert r.ada.rt.item() == sign
+    diag = r.diagnostics()
+    assert diag["ada_p"] == pytest.approx(expected[-1]) and diag["ada_rt"] == sign
