@@ -15,6 +15,7 @@ exits; `--resume RUN` continues exactly where the run stopped, and `--resume aut
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import math
 import os
@@ -43,6 +44,7 @@ from nanogan.data import (DataError, DatasetNotFoundError, InfiniteSampler,
                           UnreadableImageError, has_test_split, open_dataset, subset, to_float)
 from nanogan.images import save_grid
 from nanogan.randomness import derive_seed
+from nanogan.recipe import unwrap
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 console = Console()
@@ -690,7 +692,7 @@ def finish(trainer: Trainer) -> None:
         if trainer.log_file:
             trainer.log_file.close()
     recipe, out = trainer.recipe, trainer.out
-    trainer.accelerator.end_training()  # trackers closed, process group destroyed on every rank
+    release(trainer)
     if outcome == "failed":
         raise typer.Exit(1)
     if trainer.main:
@@ -702,6 +704,21 @@ def finish(trainer: Trainer) -> None:
                           f"{out / 'grid.png'}  model: {out / 'model.safetensors'}")
     if outcome == "interrupted":
         raise typer.Exit(130)
+
+
+def release(trainer: Trainer) -> None:
+    """Free DDP while every rank is alive, then close trackers and the process group.
+
+    DDP's Reducer holds the process group; freed only at interpreter exit, after a faster rank
+    had already left, gloo's teardown can wait for it for ever (seen as a rank that prints
+    nothing and never exits, about one torchrun run in eight)."""
+    acc, recipe = trainer.accelerator, trainer.recipe
+    acc.wait_for_everyone()
+    recipe.G, recipe.D = unwrap(recipe.G), unwrap(recipe.D)
+    acc.free_memory()  # Accelerate's own references to the prepared models and optimizers
+    gc.collect()
+    acc.wait_for_everyone()
+    acc.end_training()  # trackers closed, process group destroyed on every rank
 
 
 def _scalars(values: dict) -> dict:
