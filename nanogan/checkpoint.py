@@ -124,7 +124,7 @@ def save(path: str | Path, state: dict[str, Any], *, kind: str, model: str,
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    _fsync(path.parent, folder=True)
+    fsync_folder(path.parent)
 
 
 def load(path: str | Path, *, kind: str | None = None, model: str | None = None) -> Checkpoint:
@@ -210,12 +210,25 @@ def _storable(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def _fsync(path: str | Path, *, folder: bool = False) -> None:
+def _fsync(path: str | Path) -> None:
+    """Put a file's bytes on disk; an error propagates (its data may not be there)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
-    except OSError:  # some file systems cannot fsync a folder; the rename is still atomic
-        if not folder:  # but a file whose data may not be on disk must not replace the old one
-            raise
+    finally:
+        os.close(fd)
+
+
+def fsync_folder(folder: str | Path) -> None:
+    """Make a rename in `folder` durable; file systems that cannot fsync a folder are skipped
+    (the rename is still atomic)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
     finally:
         os.close(fd)

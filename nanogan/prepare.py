@@ -54,6 +54,7 @@ from typing import Callable, Iterator, Optional
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from nanogan.checkpoint import fsync_folder
 from nanogan.config import ConfigError, check_resolution
 from nanogan.data import (CIFAR10_CLASSES, FASHION_MNIST_CLASSES, FASHION_MNIST_FILES,
                           RESOLUTIONS, DataError, DatasetNotFoundError, ImageSource,
@@ -322,7 +323,7 @@ def prepare(src: str | Path | Source, out: str | Path, *, resolution: int | None
     finally:
         Path(tmp).unlink(missing_ok=True)
         source.close()
-    _fsync_folder(out.parent)
+    fsync_folder(out.parent)
     seconds = time.perf_counter() - start
     return {"images": len(labels), "skipped": len(skipped), "ignored": source.ignored,
             "seconds": seconds, "images_per_s": len(labels) / max(seconds, 1e-9),
@@ -404,17 +405,6 @@ def _write_member(archive: zipfile.ZipFile, name: str, data: bytes) -> None:
     archive.writestr(info, data, compress_type=zipfile.ZIP_STORED)
 
 
-def _fsync_folder(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # some file systems cannot fsync a folder; the rename is still atomic
-        pass
-    finally:
-        os.close(fd)
 
 
 # ---------------------------------------------------------------------------- command line

@@ -38,6 +38,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from nanogan.checkpoint import fsync_folder
+
 SNAPSHOTS = "snapshots"
 CONFIG = "config.json"
 CHECKPOINT = "checkpoint.safetensors"
@@ -104,7 +106,7 @@ def add_snapshot(run: Path, checkpoint_file: Path, images_seen: int) -> Path:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync(folder)
+    fsync_folder(folder)
     return final
 
 
@@ -234,7 +236,7 @@ def _write_json(path: Path, value: Any) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    _fsync(path.parent)
+    fsync_folder(path.parent)
 
 
 def _copy(source: Path, target: Path) -> None:
@@ -246,15 +248,3 @@ def _copy(source: Path, target: Path) -> None:
     os.chmod(target, stat.S_IMODE(source.stat().st_mode))
 
 
-def _fsync(folder: Path) -> None:
-    """Make a rename in `folder` durable; file systems that cannot fsync a folder are skipped."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
