@@ -146,9 +146,12 @@ def resolve(model: str, preset: str, kimg, batch_size, resolution, overrides) ->
 
 
 def effective_precision(flag: Optional[str], stored: Optional[str] = None) -> str:
-    """--precision, else Accelerate's setting (`accelerate launch --mixed_precision`, `accelerate
-    config`, ACCELERATE_MIXED_PRECISION), else the resumed run's, else "no"."""
-    value = flag or os.environ.get("ACCELERATE_MIXED_PRECISION") or stored or "no"
+    """--precision, else the resumed run's, else Accelerate's setting (`accelerate launch
+    --mixed_precision`, `accelerate config`, ACCELERATE_MIXED_PRECISION), else "no".
+
+    A resumed run keeps its own precision over Accelerate's: `accelerate launch` always sets
+    ACCELERATE_MIXED_PRECISION ("no" by default), so it cannot tell a choice from a default."""
+    value = flag or stored or os.environ.get("ACCELERATE_MIXED_PRECISION") or "no"
     if value not in PRECISIONS:
         raise typer.BadParameter(f"mixed precision {value!r} (from Accelerate's settings) is not "
                                  f"one of {', '.join(PRECISIONS)}", param_hint="--precision")
@@ -172,8 +175,9 @@ def settle_run(*, model, preset, data, out, kimg, batch_size, resolution, seed, 
         return Run(model, preset, models.MODELS[model], cfg, out or _default_out(model, preset),
                    0 if seed is None else seed, effective_precision(precision), data, mirror,
                    skip_bad, max_images=max_images)
+    _check_shared(resume)
     ckpt_path = runs.training_file(resume)
-    stored = _load_training(ckpt_path, model)
+    stored = checkpoint.load(ckpt_path, kind="training", model=model)
     run_dir = out or (ckpt_path.parent.parent if ckpt_path.parent.name == runs.SNAPSHOTS
                       else ckpt_path.parent)
     original = runs.read_config(run_dir) if (run_dir / "config.json").is_file() else {}
@@ -181,14 +185,16 @@ def settle_run(*, model, preset, data, out, kimg, batch_size, resolution, seed, 
     module = models.MODELS[stored.model]
     cfg = config.from_dict(module.Config, stored.config)
     first_seed = original.get("seed", stored.state["progress"]["seed"])
-    for flag, given, kept in (("--seed", seed, first_seed),
-                              ("--batch-size", batch_size, cfg.batch_size),
-                              ("--max-images", max_images, stored_run["_max_images"])):
-        if given is not None and given != kept:
-            raise typer.BadParameter(f"this run was started with {flag} {kept}; a resumed run "
-                                     f"keeps it (start a new run to change it)", param_hint=flag)
+    kept = {"--seed": first_seed, "--batch-size": cfg.batch_size,
+            "--resolution": cfg.resolution, "--max-images": stored_run["_max_images"]}
     flags = [f"kimg={kimg}"] if kimg is not None else []
     cfg = config.apply_overrides(cfg, flags + list(set_))
+    for flag, given in (("--seed", seed), ("--batch-size", batch_size),
+                        ("--batch-size", cfg.batch_size), ("--resolution", resolution),
+                        ("--resolution", cfg.resolution), ("--max-images", max_images)):
+        if given is not None and given != kept[flag]:  # the data order and shapes depend on them
+            raise typer.BadParameter(f"this run was started with {flag} {kept[flag]}; a resumed "
+                                     "run keeps it (start a new run to change it)", param_hint=flag)
     return Run(stored.model, stored_run["_preset"] or "tiny", module, cfg, run_dir, first_seed,
                effective_precision(precision, original.get("precision")),
                data or stored_run["_data"], mirror or bool(stored_run["_mirror"]),
@@ -196,14 +202,28 @@ def settle_run(*, model, preset, data, out, kimg, batch_size, resolution, seed, 
                max_images=stored_run["_max_images"])
 
 
-def _load_training(path: Path, model: Optional[str]) -> checkpoint.Checkpoint:
-    if not path.exists() and int(os.environ.get("WORLD_SIZE", 1)) > int(
-            os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", 1))):
+def _several_nodes() -> bool:
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    return world > int(os.environ.get("LOCAL_WORLD_SIZE", world))
+
+
+def _check_shared(path: Path) -> None:
+    if not path.exists() and _several_nodes():
         raise checkpoint.CheckpointError(
             f"{path} is not on this node ({socket.gethostname()}). Every process reads the "
             "checkpoint that rank 0 wrote: on several nodes the run folder (--out) must be on a "
             "filesystem they share")
-    return checkpoint.load(path, kind="training", model=model)
+
+
+def check_same_start(run: Run, accelerator: Accelerator) -> None:
+    """Every process must continue from the same step (each read the checkpoint from its own
+    disk: on several nodes without a shared filesystem, --resume auto could find it on some)."""
+    step = run.state["progress"]["step"] if run.state else -1
+    steps = accelerator.gather(torch.tensor([step], device=accelerator.device)).tolist()
+    if len(set(steps)) > 1:
+        raise checkpoint.CheckpointError(
+            f"the processes found different checkpoints in {run.out} (steps {steps}; -1: "
+            "none): on several nodes the run folder (--out) must be on a filesystem they share")
 
 
 def record_start(run: Run, dataset, world: int, grad_accum: int, images_seen: int) -> None:
@@ -367,8 +387,10 @@ class Trainer:
             elif hasattr(tracker, "log_images"):
                 tracker.log_images({"grid": [grid]}, step=recipe.step)
 
-    def save(self) -> None:
-        """Checkpoint, model file and a numbered snapshot (pruned to --keep-snapshots)."""
+    def save(self, snapshot: bool = True) -> None:
+        """Checkpoint, model file and (at --snapshot-kimg and at the end, not when interrupted,
+        so that preemptions do not push regular snapshots out) a numbered snapshot, pruned to
+        --keep-snapshots."""
         recipe, run = self.recipe, self.run
         recipe.before_sampling()
         if self.main:
@@ -377,8 +399,9 @@ class Trainer:
                             config=run.run_config)
             checkpoint.save(self.out / "model.safetensors", {"G_ema": recipe.G_ema.state_dict()},
                             kind="model", model=run.model, config=run.run_config)
-            runs.add_snapshot(self.out, last, recipe.images_seen)
-            runs.prune_snapshots(self.out, self.opts["keep_snapshots"])
+            if snapshot:
+                runs.add_snapshot(self.out, last, recipe.images_seen)
+                runs.prune_snapshots(self.out, self.opts["keep_snapshots"])
         self.accelerator.wait_for_everyone()
 
     def measure(self, final: bool = False) -> None:
@@ -415,11 +438,13 @@ class Trainer:
 
     # -- ticks ----------------------------------------------------------------------------------
     def tick(self, progress, task) -> Optional[str]:
-        """Mean of every logged number over the tick's steps (one host sync per tick), the
-        non-finite check, the log line; returns "rollback", "failed" or None."""
+        """Mean of every logged number over the tick's steps (one all-reduce and one read on the
+        host per tick, none per step), the non-finite check, the log line; returns "rollback",
+        "failed" or None."""
         recipe, acc = self.recipe, self.accelerator
-        means = {k: acc.reduce(v.to(acc.device), "mean").item() / self.counts[k]
-                 for k, v in self.sums.items()}  # R1/PL run every k steps
+        keys = list(self.sums)  # the same keys in the same order on every rank
+        totals = acc.reduce(torch.stack([self.sums[k].to(acc.device) for k in keys]), "mean")
+        means = {k: t / self.counts[k] for k, t in zip(keys, totals.tolist())}  # R1/PL: every k
         bad = [k for k, v in means.items() if not math.isfinite(v)]
         if bad:  # never save a broken state: check before any checkpoint
             return self.non_finite(bad)
@@ -501,7 +526,7 @@ class Trainer:
                         return "failed"
                     if stop.requested:  # checked only at ticks: no host sync in the step
                         acc.set_trigger()
-                    if acc.check_trigger():
+                    if acc.check_trigger() and not done:  # every rank checks at every tick
                         return "interrupted"
                 if self.main and _crossed(before, recipe.images_seen, opts["grid_kimg"]) and \
                         not done:
@@ -649,6 +674,7 @@ def main(
                                  f"{run.out} or choose another --out", param_hint="--out")
 
     accelerator = make_accelerator(run.module, run.precision, report_to=trackers, out=run.out)
+    check_same_start(run, accelerator)
     use_fast_kernels(accelerator.device)
     recipe = build_recipe(run.module, run.cfg, accelerator, seed=run.seed, state=run.state,
                           grad_accum=grad_accum)
@@ -682,7 +708,7 @@ def finish(trainer: Trainer) -> None:
     try:
         outcome = trainer.train(stop)
         if outcome != "failed":
-            trainer.save()
+            trainer.save(snapshot=outcome == "done")
             if trainer.main:
                 trainer.write_grid()
             if outcome == "done":

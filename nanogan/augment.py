@@ -90,13 +90,16 @@ def op_names(ops: str | Sequence[str]) -> tuple[str, ...]:
 
 def draw_params(n: int, p: float | torch.Tensor, generator: torch.Generator,
                 ops: str | Sequence[str] = "bgc") -> dict[str, torch.Tensor]:
-    """Every random parameter for n images on the generator's device; identity where not applied."""
+    """Every random parameter for n images, drawn on the generator's device; identity where not
+    applied. A tensor p stays where it is (the draws move to it): reading the controller's p on
+    the host would wait for the device (on XLA, whose draws are made on the CPU)."""
     names = op_names(ops)
     device = generator.device
     gate = torch.rand(n, len(names), generator=generator, device=device)
     u = torch.rand(n, len(names), 2, generator=generator, device=device)
     z = torch.randn(n, len(names), 2, generator=generator, device=device)
-    p = p.to(device) if torch.is_tensor(p) else p
+    if torch.is_tensor(p) and p.device != device:
+        gate, u, z = (t.to(p.device) for t in (gate, u, z))
     p_rot = 1 - (1 - p) ** 0.5  # two rotations: P(at least one) = 1 − (1 − p_rot)² = p
     params = {}
     for k, name in enumerate(names):

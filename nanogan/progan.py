@@ -73,6 +73,11 @@ class Config:
         recipe.check_augment(self)
         if self.loss not in ("wgan", "lsgan"):
             raise ConfigError(f"loss must be 'wgan' or 'lsgan', got {self.loss!r}")
+        if self.augment == "ada":  # r_t = E[sign D(x_real)] assumes D's boundary is at 0
+            raise ConfigError("augment 'ada' needs a loss whose real/fake boundary is D = 0 "
+                              "(StyleGAN2's logistic, BigGAN's hinge); ProGAN's WGAN critic is "
+                              "centred on 0 by its drift term and LSGAN's boundary is 0.5, so "
+                              "r_t would not measure overfitting: use augment 'diffaugment'")
         if self.batch_size < self.mbstd_group or self.batch_size % self.mbstd_group:
             raise ConfigError(f"batch_size {self.batch_size} must be a multiple of the minibatch-std"
                               f" group size {self.mbstd_group}")

@@ -23,7 +23,8 @@ Mixed precision (StyleGAN2-ADA's recipe, Karras et al. 2020, arXiv:2006.06676, i
 under autocast only the `num_fp16_res` highest resolutions of G and D compute in reduced
 precision (where the pixels, and the time, are); the mapping network, the lower resolutions and
 D's 4×4 epilogue compute in fp32 (autocast off inside). Under fp16 those fast blocks clamp their
-activations at ±conv_clamp (×√2 after a gained leaky ReLU) so nothing reaches fp16's 65504; bf16
+activations at ±conv_clamp before the leaky ReLU's √2 gain (±conv_clamp·√2 after it; tRGB at
+±conv_clamp; ADA clamps at ±conv_clamp after its gains) so nothing reaches fp16's 65504; bf16
 has fp32's range and is not clamped. Without autocast neither rule applies: fp32 runs compute
 exactly what they computed before these options existed.
 
@@ -424,7 +425,8 @@ class Recipe(recipe.Recipe):
                                      self.micro(labels, i))
                 fake_logits = self.D(self.aug(fakes, draws, "D_fake", i), inputs["labels"])
                 loss = logistic_d_loss(real_logits, fake_logits)
-            self.observe_reals(real_logits)  # ADA's r_t: this phase's logits (not R1's)
+            # ADA's r_t: this phase's real logits (ADA's official code also counts R1's pass)
+            self.observe_reals(real_logits)
             self.tally(stats, "real", real_logits.mean())
             self.tally(stats, "fake", fake_logits.mean())
             return loss

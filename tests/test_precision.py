@@ -98,14 +98,18 @@ def test_penalties_run_in_fp32_under_bf16_on_train_pys_path(model, monkeypatch):
 
 
 def test_accelerates_own_precision_setting_is_honoured(monkeypatch):
-    """Without --precision, ACCELERATE_MIXED_PRECISION (what `accelerate launch` and `accelerate
-    config` set) decides; --precision wins over it; on a CPU fp16 is refused, naming bf16."""
+    """Without --precision, a resumed run keeps its own, else ACCELERATE_MIXED_PRECISION (what
+    `accelerate launch` and `accelerate config` set) decides; --precision wins over both; on a
+    CPU fp16 is refused, naming bf16."""
     monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
     assert train.effective_precision(None) == "bf16"
     assert train.effective_precision("no") == "no"
     monkeypatch.delenv("ACCELERATE_MIXED_PRECISION")
     assert train.effective_precision(None) == "no"
     assert train.effective_precision(None, stored="bf16") == "bf16"  # a resumed run keeps its own
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "no")  # what `accelerate launch` sets
+    assert train.effective_precision(None, stored="bf16") == "bf16"  # ... by default
+    assert train.effective_precision("no", stored="bf16") == "no"
     monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "fp8")
     with pytest.raises(Exception, match="'fp8'.*not one of no, fp16, bf16"):
         train.effective_precision(None)

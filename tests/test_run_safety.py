@@ -223,15 +223,20 @@ def test_resume_keeps_the_run_identity_and_records_each_start(split):
         assert start["host"] == socket.gethostname()
 
 
-@pytest.mark.parametrize("flag, value, kept", [("--seed", "6", "5"), ("--batch-size", "16", "8")])
+@pytest.mark.parametrize("flag, value, kept", [
+    ("--seed", "6", "5"), ("--batch-size", "16", "8"), ("--resolution", "16", "8"),
+    ("--set", "batch_size=16", "8"), ("--set", "resolution=16", "8")])
 def test_resume_refuses_another_seed_or_batch_size(split, plain_env, flag, value, kept):
-    """A --seed or --batch-size on resume that differs from the run's exits 2 and writes nothing."""
+    """A --seed, --batch-size or --resolution on resume (as a flag or through --set) that differs
+    from the run's exits 2 and writes nothing."""
     before = listing(split.out)
     done = cli(["--resume", split.out, flag, value], plain_env)
     assert done.exit_code == 2, done.output
-    assert flag in stated(done) and f"started with {flag} {kept}" in stated(done)
+    named = {"--set": "--batch-size" if "batch" in value else "--resolution"}.get(flag, flag)
+    assert named in stated(done) and f"started with {named} {kept}" in stated(done)
     assert listing(split.out) == before
-    assert cli(["--resume", split.out, flag, kept, "--dry-run"], plain_env).exit_code == 0
+    same = f"{value.split('=')[0]}={kept}" if flag == "--set" else kept
+    assert cli(["--resume", split.out, flag, same, "--dry-run"], plain_env).exit_code == 0
 
 
 def test_sample_py_takes_a_run_folder(split, tmp_path):
