@@ -23,7 +23,6 @@ from __future__ import annotations
 import functools
 import json
 import math
-import re
 import sys
 from dataclasses import dataclass
 from enum import Enum
@@ -113,42 +112,20 @@ class PathKind(str, Enum):
 # ------------------------------------------------------------------------------ shared helpers
 
 
-MAX_SEED = 2**64 - 1  # torch.Generator.manual_seed takes seeds in [0, 2^64)
-SINGULAR = {"seeds": "seed", "classes": "class", "indices": "index", "row seeds": "row seed",
-            "column seeds": "column seed"}
+MAX_SEED = sampling.MAX_SEED
 
 
-def parse_seeds(text: str, what: str = "seeds") -> list[int]:
-    """'0-63' or '1,5,9' or '0-3,10' -> list of ints in [0, 2^64), in the order written."""
-    seeds: list[int] = []
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        match = re.fullmatch(r"(\d+)(?:\s*-\s*(\d+))?", part)
-        if match is None:
-            if part.startswith("-") or "--" in part:
-                raise SampleError(f"{what} are whole numbers >= 0; got {part!r} in {text!r}")
-            raise SampleError(f"{what} look like 0-63 or 1,5,9; got {text!r} ({part!r} is not a "
-                              f"number or a range like 0-63)")
-        lo = int(match[1])
-        hi = lo if match[2] is None else int(match[2])
-        if hi < lo:
-            raise SampleError(f"{SINGULAR.get(what, what)} range {lo}-{hi} is reversed; "
-                              f"write {hi}-{lo}")
-        if hi > MAX_SEED:
-            raise SampleError(f"{what} must be in [0, 2^64); got {hi} in {text!r}")
-        seeds += range(lo, hi + 1)
-    if not seeds:
-        raise SampleError(f"no {what} given")
-    return seeds
-
-
-def parse_floats(text: str, what: str) -> list[float]:
+def parsed(option: str, parse, *args):
+    """parse(*args) with a library SamplingError reworded to name the option ("--seeds: …")."""
     try:
-        values = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise SampleError(f"{what} look like 1,0.7,0.5; got {text!r}") from None
-    if not values:
-        raise SampleError(f"no {what} given")
-    return values
+        return parse(*args)
+    except sampling.SamplingError as err:
+        raise SampleError(f"{option}: {err.problem}") from None
+
+
+def parse_seeds(text: str, what: str = "seeds", option: str = "--seeds") -> list[int]:
+    """'0-63' or '1,5,9' or '0-3,10' -> list of ints in [0, 2^64) (sampling.parse_seeds)."""
+    return parsed(option, sampling.parse_seeds, text, what)
 
 
 def at_least(low: float, *, above: bool = False):
@@ -247,24 +224,8 @@ def default_out(loaded: Loaded, name: str) -> Path:
 
 
 def open_data(source: Optional[str], split: Optional[str], loaded: Loaded):
-    """The dataset at the model's resolution and channels; split 'test' where one exists."""
-    split = split or ("test" if data.has_test_split(source) else "train")
-    return data.open_dataset(source, resolution=loaded.cfg.resolution,
-                             channels=loaded.cfg.channels, split=split), split
-
-
-def evaluate_model(loaded: Loaded, metrics: list[str], dataset, split: str, *, num_images: int,
-                   truncation: Optional[float], options: dict, class_: Optional[int],
-                   extractor: str, seed: int, batch_size: int, cache_dir: Optional[Path]):
-    """nanogan.evaluate.evaluate on this model, with the metrics' random sampler (fresh latents
-    and uniform labels, or all --class, drawn from the evaluation's generator)."""
-    from nanogan.evaluate import evaluate
-
-    generate = models.random_sampler(loaded.spec, loaded.G, loaded.cfg, truncation=truncation,
-                                     label=class_, **options)
-    return evaluate(metrics, generate=generate, dataset=dataset, num_images=num_images,
-                    extractor=extractor, split=split, batch_size=batch_size, seed=seed,
-                    cache_dir=cache_dir)
+    """(dataset, split) at the model's resolution and channels; split 'test' where one exists."""
+    return sampling.open_data(source, split, loaded.cfg)
 
 
 # ------------------------------------------------------------------------------------- grid
@@ -315,7 +276,7 @@ def classes(
                 [f"{n} (trained with labels)" if s.labels == "optional" else n
                  for n, s in SPECS.items() if s.labels != "never"])
     k = loaded.cfg.num_classes
-    rows = parse_seeds(classes_, "classes") if classes_ else list(range(k))
+    rows = parse_seeds(classes_, "classes", "--classes") if classes_ else list(range(k))
     if bad := [c for c in rows if not 0 <= c < k]:
         raise SampleError(f"classes must be in [0, {k}), got {bad}")
     seed_list = parse_seeds(seeds)
@@ -356,9 +317,10 @@ def truncation(
         require(loaded, "truncation", "models with a truncation trick",
                 having(lambda s: s.truncation is not None))
     symbol = rule.symbol
-    rows = parse_floats(values, "truncation values") if values else list(rule.grid)
-    points = (parse_floats(curve_values, "curve values") if curve_values else list(rule.curve)
-              ) if curve else []
+    rows = (parsed("--values", sampling.parse_floats, values, "truncation values") if values
+            else list(rule.grid))
+    points = (parsed("--curve-values", sampling.parse_floats, curve_values, "curve values")
+              if curve_values else list(rule.curve)) if curve else []
     for option, v in [("--values", v) for v in rows] + [("--curve-values", v) for v in points]:
         check_truncation(loaded, v, option)
     seed_list = parse_seeds(seeds)
@@ -373,26 +335,22 @@ def truncation(
     if not curve:
         return
     dataset, split = open_data(data_, split, loaded)
-    results = []
+    with console.status("measuring") as status:
+        points, protocol = sampling.truncation_curve(
+            loaded.spec, loaded.G, loaded.cfg, points, dataset, split, num_images=num_images,
+            options=options, label=class_, extractor=extractor, seed=seed,
+            batch_size=batch_size, cache_dir=cache_dir,
+            progress=lambda v: status.update(f"{symbol} = {v:g}"))
     table = Table(title=f"fidelity/variety · {loaded.name} · {dataset.name} ({split})")
     for key in (symbol, "FID", "precision", "recall"):
         table.add_column(key, justify="right")
-    with console.status("measuring") as status:
-        for v in points:
-            status.update(f"{symbol} = {v:g}")
-            scores = evaluate_model(loaded, ["fid", "pr"], dataset, split, num_images=num_images,
-                                    truncation=v, options=options, class_=class_,
-                                    extractor=extractor, seed=seed, batch_size=batch_size,
-                                    cache_dir=cache_dir)
-            row = {"truncation": v, **sampling.flat_values(scores)}
-            results.append((row, scores))
-            table.add_row(f"{v:g}", f"{row['fid']:.2f}", f"{row['precision']:.3f}",
-                          f"{row['recall']:.3f}")
+    for row in points:
+        table.add_row(f"{row['truncation']:g}", f"{row['fid']:.2f}", f"{row['precision']:.3f}",
+                      f"{row['recall']:.3f}")
     console.print(table)
-    sampling.save_curve(folder, [row for row, _ in results],
-                        next(iter(results[0][1].values())).to_dict(), model=str(loaded.path),
-                        symbol=symbol, title=f"{loaded.name} vs {dataset.name} ({split}, "
-                                             f"{num_images} images, {extractor})")
+    sampling.save_curve(folder, points, protocol, model=str(loaded.path), symbol=symbol,
+                        title=f"{loaded.name} vs {dataset.name} ({split}, {num_images} images, "
+                              f"{extractor})")
     console.print(f"wrote {folder / 'truncation-curve.png'}, .csv and .json")
 
 
@@ -451,22 +409,7 @@ def interpolate(
 
 def parse_layers(loaded: Loaded, text: str) -> tuple[int, int]:
     """'coarse' | 'middle' | 'fine' | '0-3' | '4-' | '5' -> [start, stop) within num_ws styles."""
-    num_ws, resolution = loaded.spec.styles.num_ws(loaded.cfg), loaded.cfg.resolution
-    if text in loaded.spec.styles.layer_names:
-        start, stop = sampling.style_layers(loaded.spec, loaded.cfg, text)
-    else:
-        lo, dash, hi = text.partition("-")
-        try:
-            start = int(lo)
-            stop = (int(hi) + 1 if hi else num_ws) if dash else start + 1
-        except ValueError:
-            raise SampleError(f"--layers looks like coarse, middle, fine, 0-3, 4- or 5; "
-                              f"got {text!r}") from None
-    if not 0 <= start < stop <= num_ws:
-        raise SampleError(f"--layers {text} selects no styles of this {resolution}×{resolution} "
-                          f"model, whose styles are 0-{num_ws - 1} (coarse 0-3: 4²–8², "
-                          f"middle 4-7: 16²–32², fine 8-: 64² and up)")
-    return start, stop
+    return parsed("--layers", sampling.parse_layers, loaded.spec, loaded.cfg, text)
 
 
 @command
@@ -487,7 +430,8 @@ def mix(
     check_truncation(loaded, truncation)
     cfg = loaded.cfg
     start, stop = parse_layers(loaded, layers)
-    row_seeds, col_seeds = parse_seeds(rows, "row seeds"), parse_seeds(columns, "column seeds")
+    row_seeds = parse_seeds(rows, "row seeds", "--rows")
+    col_seeds = parse_seeds(columns, "column seeds", "--columns")
     mode = options_for(loaded, noise_mode)["noise_mode"]
     ws_a = sampling.mapped(loaded.spec, loaded.G, cfg, row_seeds,
                            labels_for(loaded, class_, len(row_seeds)), truncation)
@@ -506,33 +450,22 @@ def load_targets(loaded: Loaded, images: list[Path], seeds: Optional[str],
                  data_: Optional[str], indices: Optional[str], split: Optional[str],
                  class_: Optional[int]) -> tuple[torch.Tensor, list[str]]:
     """Targets in [-1, 1] at the model's size: image files, dataset images, generated seeds."""
-    cfg, targets, names = loaded.cfg, [], []
-    for file in images:
-        if not file.is_file():
-            raise SampleError(f"{file}: no such image file")
-        pixels = data.decode_image(file.read_bytes(), cfg.resolution, cfg.channels)
-        targets.append(data.to_float(torch.from_numpy(pixels.copy())))
-        names.append(str(file))
-    if indices is not None:
-        dataset, split = open_data(data_, split, loaded)
-        for i in parse_seeds(indices, "indices"):
-            if not 0 <= i < len(dataset):
-                raise SampleError(f"--indices: {dataset.name} ({split}) has {len(dataset)} images, "
-                                  f"got index {i}")
-            targets.append(data.to_float(dataset[i][0]))
-            names.append(f"{dataset.name}[{split}][{i}]")
-    if seeds is not None:
-        seed_list = parse_seeds(seeds)
-        targets += list(generated(loaded, seed_list, labels_for(loaded, class_, len(seed_list))))
-        names += [f"seed {s}" for s in seed_list]
-    if not targets:
+    if not images and indices is None and seeds is None:
         raise SampleError("nothing to project: give image files, --indices (with --data) or "
                           "--seeds")
-    return torch.stack(targets), names
-
-
-def generated(loaded: Loaded, seeds: list[int], labels: Optional[torch.Tensor]) -> torch.Tensor:
-    return sampling.generated(loaded.spec, loaded.G, loaded.cfg, seeds, labels)
+    dataset = index_list = None
+    if indices is not None:
+        dataset, split = open_data(data_, split, loaded)
+        index_list = parse_seeds(indices, "indices", "--indices")
+    seed_list = parse_seeds(seeds) if seeds is not None else []
+    try:
+        return sampling.projection_targets(
+            loaded.spec, loaded.G, loaded.cfg, images=images, dataset=dataset, split=split,
+            indices=index_list or [], seeds=seed_list,
+            labels_for=lambda n: labels_for(loaded, class_, n))
+    except sampling.SamplingError as err:
+        raise SampleError(err.problem if err.parameter == "images"
+                          else f"--{err.parameter}: {err.problem}") from None
 
 
 def calibration_targets(loaded: Loaded, data_: Optional[str], class_: Optional[int],
@@ -540,12 +473,9 @@ def calibration_targets(loaded: Loaded, data_: Optional[str], class_: Optional[i
     """--detect without --threshold: `calibrate` generated images, then as many real ones (of
     the class the projection assumes), to set the threshold between them."""
     real_set, _ = open_data(data_, "train", loaded)
-    pick = torch.randperm(len(real_set), generator=torch.Generator().manual_seed(1))
-    if models.conditional(loaded.cfg):
-        pick = pick[real_set.labels[pick] == (class_ or 0)]
-    reals = torch.stack([data.to_float(real_set[i][0]) for i in pick[:calibrate].tolist()])
-    fake_seeds = list(range(10**6, 10**6 + calibrate))  # far from the seeds users pick
-    return torch.cat([generated(loaded, fake_seeds, labels_for(loaded, class_, calibrate)), reals])
+    return sampling.calibration_targets(loaded.spec, loaded.G, loaded.cfg, real_set,
+                                        count=calibrate, label=class_,
+                                        labels_for=lambda n: labels_for(loaded, class_, n))
 
 
 def print_projection(result, names: list[str], space: str, steps: int,
@@ -650,10 +580,10 @@ def score(
         labels_for(loaded, class_, 1)  # validates
     dataset, split = open_data(data_, split, loaded)
     with console.status(f"scoring {num_images} images"):
-        results = evaluate_model(loaded, names, dataset, split, num_images=num_images,
-                                 truncation=truncation, options=options_for(loaded, noise_mode),
-                                 class_=class_, extractor=extractor, seed=seed,
-                                 batch_size=batch_size, cache_dir=cache_dir)
+        results = sampling.evaluate_model(
+            loaded.spec, loaded.G, loaded.cfg, names, dataset, split, num_images=num_images,
+            truncation=truncation, options=options_for(loaded, noise_mode), label=class_,
+            extractor=extractor, seed=seed, batch_size=batch_size, cache_dir=cache_dir)
     table = Table(title=escape(f"{loaded.name} · {loaded.path}"))
     for col in ("metric", "value", "extractor", "images", "split", "dataset"):
         table.add_column(col)
@@ -679,21 +609,14 @@ def score(
 def class_accuracies(loaded: Loaded, num_images: int, truncation: Optional[float], options: dict,
                      extractor: str, seed: int, batch_size: int) -> dict:
     """num_images / K images per class k, classified: the share the classifier calls k."""
-    from nanogan.evaluate import class_accuracy
-    from nanogan.features import extract
-
     if not models.conditional(loaded.cfg):
         require(loaded, "--per-class", "class-conditional models",
                 having(lambda s: s.labels != "never"))
-    k = loaded.cfg.num_classes
-    per = max(1, num_images // k)
-    g = torch.Generator().manual_seed(seed)
-    seeds = torch.randint(0, 2**31 - 1, (per * k,), generator=g).tolist()
-    labels = torch.arange(k).repeat_interleave(per)
-    images = models.sample(loaded.spec, loaded.G, loaded.cfg, seeds, labels,
-                           batch_size=batch_size, truncation=truncation, **options)
-    _, probs = extract(extractor, images, batch_size=batch_size)
-    accuracy = class_accuracy(probs, labels, k)
+    accuracy = sampling.class_accuracies(loaded.spec, loaded.G, loaded.cfg,
+                                         num_images=num_images, truncation=truncation,
+                                         options=options, extractor=extractor, seed=seed,
+                                         batch_size=batch_size)
+    k, per = loaded.cfg.num_classes, accuracy["images_per_class"]
     names = list(data.FASHION_MNIST_CLASSES) if k == len(data.FASHION_MNIST_CLASSES) else []
     table = Table(title=f"classifier accuracy on {per} generated images per class ({extractor})")
     table.add_column("class")
@@ -702,7 +625,7 @@ def class_accuracies(loaded: Loaded, num_images: int, truncation: Optional[float
         table.add_row(f"{c} {names[c]}" if names else str(c), f"{accuracy[f'acc_{c}']:.3f}")
     table.add_row("mean", f"{accuracy['acc_mean']:.3f}")
     console.print(table)
-    return {"images_per_class": per, "extractor": extractor, **accuracy}
+    return accuracy
 
 
 COMMANDS = {"grid", "classes", "truncation", "interpolate", "mix", "project", "score"}

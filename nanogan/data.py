@@ -1029,13 +1029,24 @@ def _write_atomic(path: Path, content: bytes) -> None:
 # ------------------------------------------------------------------------------- open_dataset
 
 
+def _kind(source: str | Path | None) -> tuple[str, Path | None]:
+    """Which reader open_dataset uses, and the path it reads: ("fashion-mnist", None) for the
+    name (downloaded), ("fashion-mnist", folder) for a folder of its four files, ("cifar-10",
+    folder), or ("images", path) for anything else (a folder or zip of images, or what the
+    image reader refuses)."""
+    if source is None or str(source).lower() == "fashion-mnist":
+        return "fashion-mnist", None
+    path = Path(source).expanduser()
+    if path.is_dir() and all((path / name).is_file() for name in FASHION_MNIST_FILES):
+        return "fashion-mnist", path
+    if path.is_dir() and cifar10_folder(path) is not None:
+        return "cifar-10", path
+    return "images", path
+
+
 def has_test_split(source: str | Path | None) -> bool:
     """Fashion-MNIST and CIFAR-10 have a test split; image folders and zips have only one."""
-    if source is None or str(source).lower() == "fashion-mnist":
-        return True
-    path = Path(source).expanduser()
-    return path.is_dir() and (all((path / name).is_file() for name in FASHION_MNIST_FILES)
-                              or cifar10_folder(path) is not None)
+    return _kind(source)[0] != "images"
 
 
 def cache_budget_bytes(cache_budget: int | None = None) -> int:
@@ -1082,20 +1093,16 @@ def open_dataset(source: str | Path | None = None, *, resolution: int | None = N
         raise ValueError(f"split must be one of {sorted(SPLITS)}, got {split!r}")
     if cache not in CACHE_MODES:
         raise ValueError(f"cache must be one of {', '.join(CACHE_MODES)}, got {cache!r}")
-    if source is None or str(source).lower() == "fashion-mnist":
-        return fashion_mnist_dataset(split=split, resolution=resolution, channels=channels,
-                                     xflip=xflip)
-    path = Path(source).expanduser()
-    if path.is_dir() and all((path / name).is_file() for name in FASHION_MNIST_FILES):
+    kind, path = _kind(source)
+    if kind == "fashion-mnist":  # path None: the named dataset, downloaded where missing
         return fashion_mnist_dataset(path, split=split, resolution=resolution, channels=channels,
-                                     xflip=xflip, download=False)
+                                     xflip=xflip, download=path is None)
     if not path.exists():
         raise DatasetNotFoundError(f"{source}: no such file or folder (expected 'fashion-mnist', "
                                    "an image folder, a .zip of images or a CIFAR-10 folder)")
-    cifar = cifar10_folder(path) if path.is_dir() else None
-    if cifar is not None:
+    if kind == "cifar-10":
         resolution, channels = resolution or 32, channels or 3
-        images, labels = load_cifar10(cifar, split)
+        images, labels = load_cifar10(cifar10_folder(path), split)
         images = resize_batch(grey(images) if channels == 1 else images, resolution)
         name = "cifar-10" if (resolution, channels) == (32, 3) else (
             f"cifar-10@{resolution}px-{channels}ch")

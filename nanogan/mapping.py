@@ -11,7 +11,9 @@ like z, is concatenated with z.
 
 √2 is the leaky ReLU's gain: it keeps unit-variance inputs at unit variance layer after layer.
 w̄, the running mean of w (β = 0.995 per update), is the centre that truncation pulls towards
-(w' = w̄ + ψ (w − w̄)) and the projector starts from.
+(w' = w̄ + ψ (w − w̄)) and the projector starts from. The network only holds it: training
+updates it with `track_average` once per step (StyleGAN2's `Recipe.track_w_avg`, from the
+batch mean over every process), and sampling never does.
 
 Shapes: z (b, z), labels (b,) int -> w (b, d); w_avg (d,).
 Lesson: lessons/10_mapping_network.md
@@ -54,8 +56,7 @@ class MappingNetwork(nn.Module):
             EqualLinear(i, o, lr_mul=lr_mul) for i, o in zip(dims[:-1], dims[1:]))
         self.register_buffer("w_avg", torch.zeros(w_dim))
 
-    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None, *,
-                update_w_avg: bool = False) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         x = pixel_norm(z)
         if self.embed is not None:
             if labels is None or labels.shape != z.shape[:1]:
@@ -66,6 +67,4 @@ class MappingNetwork(nn.Module):
             x = torch.cat([x, pixel_norm(y)], dim=1)
         for layer in self.layers:
             x = F.leaky_relu(layer(x), 0.2) * SQRT2
-        if update_w_avg:
-            self.w_avg.copy_(track_average(self.w_avg, x, self.w_avg_beta))
         return x

@@ -17,9 +17,10 @@ The o×o Gram matrix WWᵀ is large for G's first layer (o = 4·4·16·ch = 2457
 
     ‖WWᵀ ⊙ (1 − I)‖²_F = ‖WᵀW‖²_F − Σ_i ‖w_i‖⁴,    ∂/∂W = 4 (WWᵀ ⊙ (1 − I)) W = 4 (W WᵀW − r ⊙ W)
 
-with r_i = ‖w_i‖². `add_orthogonal_gradient_` adds that gradient to `.grad` after backward, with
-no graph, as the authors' BigGAN-PyTorch does (which adds 2(WWᵀ ⊙ (1 − I))W, i.e. uses β/2; we
-keep Eq. 3's exact gradient); `orthogonal_penalty` returns R_β for adding to the loss.
+with r_i = ‖w_i‖². The authors' BigGAN-PyTorch adds such a gradient to `.grad` after backward,
+with no graph (2(WWᵀ ⊙ (1 − I))W, i.e. β/2). We keep Eq. 3 exactly: `orthogonal_penalty` returns
+R_β, the recipe adds it to G's loss and autograd takes the gradient above (under fp16 loss
+scaling `.grad` holds a scaled gradient, to which an unscaled one could not be added).
 
 Shapes: a weight (o, ...) viewed as W (o, n).
 Lesson: lessons/24_orthogonal_reg.md
@@ -52,17 +53,6 @@ def off_diagonal_gram(W: torch.Tensor) -> torch.Tensor:
     return gram.square().sum() - row_norms.square().sum()
 
 
-def off_diagonal_gram_gradient(W: torch.Tensor) -> torch.Tensor:
-    """∂/∂W of off_diagonal_gram: 4 (WWᵀ ⊙ (1 − I)) W, in W's own shape."""
-    M = W.flatten(1)
-    if M.shape[0] <= M.shape[1]:
-        gram = M @ M.t()
-        grad = (gram - torch.diag(torch.diagonal(gram))) @ M
-    else:
-        grad = M @ (M.t() @ M) - M.square().sum(1, keepdim=True) * M
-    return (4 * grad).view_as(W)
-
-
 def regularized(module: nn.Module,
                 exclude: tuple[str, ...] = ("shared",)) -> dict[str, nn.Parameter]:
     """The parameters R_β covers: ≥ 2 dims, no dotted part of the name in `exclude`."""
@@ -75,12 +65,3 @@ def orthogonal_penalty(module: nn.Module, beta: float = 1e-4,
     """R_β summed over the module's regularized weights (differentiable, for adding to a loss)."""
     terms = [off_diagonal_gram(p) for p in regularized(module, exclude).values()]
     return beta * torch.stack(terms).sum() if terms else torch.zeros(())
-
-
-@torch.no_grad()
-def add_orthogonal_gradient_(module: nn.Module, beta: float = 1e-4,
-                             exclude: tuple[str, ...] = ("shared",)) -> None:
-    """p.grad += ∂R_β/∂p for every regularized weight: the penalty's gradient without a graph."""
-    for p in regularized(module, exclude).values():
-        grad = beta * off_diagonal_gram_gradient(p)
-        p.grad = grad if p.grad is None else p.grad.add_(grad)

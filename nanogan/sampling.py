@@ -1,9 +1,11 @@
 """What sample.py's sub-commands compute, without the command line: latents and styles for
-seeds, latent paths, style-mixing grids, projection targets and reports, truncation curves.
+seeds, latent paths, style-mixing grids, projection targets and reports, truncation curves,
+scores; and the parsing of what a user writes for them (seed lists like 0-3,10, value lists,
+style-layer ranges).
 
 Every function takes a model's spec (`models.ModelSpec`), its G_ema and config, and goes
-through the spec's functions: no model is named here. Errors name this library's parameters;
-sample.py translates them into its options.
+through the spec's functions: no model is named here. Errors are `SamplingError`s (a
+ValueError) that name this library's parameters; sample.py translates them into its options.
 
 Lesson: lessons/00_reading_this_repo.md
 """
@@ -12,17 +14,88 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from nanogan import models
+from nanogan import data, models
 from nanogan.images import make_grid, save_gif, save_grid
 from nanogan.interpolate import key_path, lerp, slerp, smoothed_walk
 from nanogan.randomness import derive_seed
 
 Spec = models.ModelSpec
+MAX_SEED = 2**64 - 1  # torch.Generator.manual_seed takes seeds in [0, 2^64)
+SINGULAR = {"seeds": "seed", "classes": "class", "indices": "index", "row seeds": "row seed",
+            "column seeds": "column seed"}
+
+
+class SamplingError(ValueError):
+    """A value this module cannot use. `parameter` names the argument (for the parsers: the
+    list's name, `what`), `problem` says what is wrong; the message is "parameter: problem"."""
+
+    def __init__(self, parameter: str, problem: str):
+        super().__init__(f"{parameter}: {problem}")
+        self.parameter, self.problem = parameter, problem
+
+
+def parse_seeds(text: str, what: str = "seeds") -> list[int]:
+    """'0-63' or '1,5,9' or '0-3,10' -> list of ints in [0, 2^64), in the order written.
+    `what` names the list in errors ("seeds", "classes", "indices", …)."""
+    seeds: list[int] = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        match = re.fullmatch(r"(\d+)(?:\s*-\s*(\d+))?", part)
+        if match is None:
+            if part.startswith("-") or "--" in part:
+                raise SamplingError(what, f"{what} are whole numbers >= 0; got {part!r} in "
+                                          f"{text!r}")
+            raise SamplingError(what, f"{what} look like 0-63 or 1,5,9; got {text!r} ({part!r} "
+                                      f"is not a number or a range like 0-63)")
+        lo = int(match[1])
+        hi = lo if match[2] is None else int(match[2])
+        if hi < lo:
+            raise SamplingError(what, f"{SINGULAR.get(what, what)} range {lo}-{hi} is reversed; "
+                                      f"write {hi}-{lo}")
+        if hi > MAX_SEED:
+            raise SamplingError(what, f"{what} must be in [0, 2^64); got {hi} in {text!r}")
+        seeds += range(lo, hi + 1)
+    if not seeds:
+        raise SamplingError(what, f"no {what} given")
+    return seeds
+
+
+def parse_floats(text: str, what: str) -> list[float]:
+    """'1,0.7,0.5' -> [1.0, 0.7, 0.5]; `what` names the list in errors."""
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise SamplingError(what, f"{what} look like 1,0.7,0.5; got {text!r}") from None
+    if not values:
+        raise SamplingError(what, f"no {what} given")
+    return values
+
+
+def parse_layers(spec: Spec, cfg: Any, layers: str) -> tuple[int, int]:
+    """A named group of styles ('coarse', 'middle', 'fine') or a range ('0-3', '4-', '5') ->
+    [start, stop) within the model's num_ws styles."""
+    num_ws = spec.styles.num_ws(cfg)
+    if layers in spec.styles.layer_names:
+        start, stop = style_layers(spec, cfg, layers)
+    else:
+        lo, dash, hi = layers.partition("-")
+        try:
+            start = int(lo)
+            stop = (int(hi) + 1 if hi else num_ws) if dash else start + 1
+        except ValueError:
+            raise SamplingError("layers", f"looks like coarse, middle, fine, 0-3, 4- or 5; "
+                                          f"got {layers!r}") from None
+    if not 0 <= start < stop <= num_ws:
+        r = cfg.resolution
+        raise SamplingError("layers", f"{layers} selects no styles of this {r}×{r} model, whose "
+                                      f"styles are 0-{num_ws - 1} (coarse 0-3: 4²–8², middle "
+                                      f"4-7: 16²–32², fine 8-: 64² and up)")
+    return start, stop
 
 
 def mapped(spec: Spec, G: torch.nn.Module, cfg: Any, seeds: list[int],
@@ -81,6 +154,105 @@ def mixing_grid(spec: Spec, G: torch.nn.Module, ws_a: torch.Tensor, ws_b: torch.
     mixed = models.render_ws(spec, G, cells.flatten(0, 1), **options).unflatten(0, (len(a), len(b)))
     blank = torch.ones_like(a[:1])  # white: the corner has no source
     return torch.cat([blank, b] + [torch.cat([a[i : i + 1], mixed[i]]) for i in range(len(a))])
+
+
+def open_data(source: str | None, split: str | None, cfg: Any):
+    """(dataset, split): the dataset at the model's resolution and channels, in `split`, by
+    default 'test' where the source has one, else 'train'."""
+    split = split or ("test" if data.has_test_split(source) else "train")
+    return data.open_dataset(source, resolution=cfg.resolution, channels=cfg.channels,
+                             split=split), split
+
+
+def evaluate_model(spec: Spec, G: torch.nn.Module, cfg: Any, metrics: list[str], dataset,
+                   split: str, *, num_images: int, truncation: float | None, options: dict,
+                   label: int | None, extractor: str, seed: int, batch_size: int,
+                   cache_dir: Path | None):
+    """nanogan.evaluate.evaluate on this model, with the metrics' random sampler (fresh latents
+    and uniform labels, or all `label`, drawn from the evaluation's generator)."""
+    from nanogan.evaluate import evaluate
+
+    generate = models.random_sampler(spec, G, cfg, truncation=truncation, label=label, **options)
+    return evaluate(metrics, generate=generate, dataset=dataset, num_images=num_images,
+                    extractor=extractor, split=split, batch_size=batch_size, seed=seed,
+                    cache_dir=cache_dir)
+
+
+def truncation_curve(spec: Spec, G: torch.nn.Module, cfg: Any, values: list[float], dataset,
+                     split: str, *, progress=lambda value: None, **evaluation: Any
+                     ) -> tuple[list[dict], dict]:
+    """FID and precision/recall at each truncation value: rows {"truncation", "fid",
+    "precision", "recall"} and the first metric's protocol. `evaluation`: evaluate_model's
+    keyword arguments but truncation; progress(value) is called before each point."""
+    rows, protocol = [], {}
+    for value in values:
+        progress(value)
+        scores = evaluate_model(spec, G, cfg, ["fid", "pr"], dataset, split, truncation=value,
+                                **evaluation)
+        rows.append({"truncation": value, **flat_values(scores)})
+        protocol = protocol or next(iter(scores.values())).to_dict()
+    return rows, protocol
+
+
+def class_accuracies(spec: Spec, G: torch.nn.Module, cfg: Any, *, num_images: int,
+                     truncation: float | None, options: dict, extractor: str, seed: int,
+                     batch_size: int) -> dict:
+    """num_images / K images of each class k (seeds drawn from `seed`), classified by the
+    extractor: {"images_per_class", "extractor", "acc_0", …, "acc_mean"}, acc_k the share of
+    class k's images that the classifier calls k."""
+    from nanogan.evaluate import class_accuracy
+    from nanogan.features import extract
+
+    k = cfg.num_classes
+    per = max(1, num_images // k)
+    g = torch.Generator().manual_seed(seed)
+    seeds = torch.randint(0, 2**31 - 1, (per * k,), generator=g).tolist()
+    labels = torch.arange(k).repeat_interleave(per)
+    images = models.sample(spec, G, cfg, seeds, labels, batch_size=batch_size,
+                           truncation=truncation, **options)
+    _, probs = extract(extractor, images, batch_size=batch_size)
+    return {"images_per_class": per, "extractor": extractor,
+            **class_accuracy(probs, labels, k)}
+
+
+def projection_targets(spec: Spec, G: torch.nn.Module, cfg: Any, *, images: list[Path],
+                       dataset=None, split: str | None = None, indices: list[int] = (),
+                       seeds: list[int] = (), labels_for=lambda n: None
+                       ) -> tuple[torch.Tensor, list[str]]:
+    """Targets in [-1, 1] at the model's size, and their names: image files, then the dataset's
+    images at `indices`, then what G makes for `seeds` (labels_for(n): their labels)."""
+    targets, names = [], []
+    for file in images:
+        if not Path(file).is_file():
+            raise SamplingError("images", f"{file}: no such image file")
+        pixels = data.decode_image(Path(file).read_bytes(), cfg.resolution, cfg.channels)
+        targets.append(data.to_float(torch.from_numpy(pixels.copy())))
+        names.append(str(file))
+    for i in indices:
+        if not 0 <= i < len(dataset):
+            raise SamplingError("indices", f"{dataset.name} ({split}) has {len(dataset)} "
+                                           f"images, got index {i}")
+        targets.append(data.to_float(dataset[i][0]))
+        names.append(f"{dataset.name}[{split}][{i}]")
+    if seeds:
+        targets += list(generated(spec, G, cfg, list(seeds), labels_for(len(seeds))))
+        names += [f"seed {s}" for s in seeds]
+    if not targets:
+        raise SamplingError("images", "nothing to project: give images, indices or seeds")
+    return torch.stack(targets), names
+
+
+def calibration_targets(spec: Spec, G: torch.nn.Module, cfg: Any, real_set, *, count: int,
+                        label: int | None, labels_for=lambda n: None) -> torch.Tensor:
+    """Projection's detection without a threshold: `count` generated images (seeds far from
+    the ones users pick), then as many real ones (of `label`, 0 by default, for a conditional
+    model), between which the threshold is set."""
+    pick = torch.randperm(len(real_set), generator=torch.Generator().manual_seed(1))
+    if models.conditional(cfg):
+        pick = pick[real_set.labels[pick] == (label or 0)]
+    reals = torch.stack([data.to_float(real_set[i][0]) for i in pick[:count].tolist()])
+    fake_seeds = list(range(10**6, 10**6 + count))
+    return torch.cat([generated(spec, G, cfg, fake_seeds, labels_for(count)), reals])
 
 
 def flat_values(results) -> dict[str, float]:

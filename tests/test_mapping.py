@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from strategies import generator, seeds
 
 from nanogan.equalized import equalize
-from nanogan.mapping import MappingNetwork
+from nanogan.mapping import MappingNetwork, track_average
 
 
 def reference_mapping(net, z, labels=None, eps=1e-8):
@@ -61,14 +61,14 @@ def test_output_ignores_the_scale_of_z(seed, scale):
 
 @given(seed=seeds, beta=st.sampled_from([0.5, 0.9, 0.995]), steps=st.integers(1, 40))
 def test_w_avg_converges_to_the_mean_of_w(seed, beta, steps):
-    """With a fixed batch, t updates from w̄ = 0 give w̄ = (1 − β^t)·mean(w), and none without update_w_avg."""
+    """With a fixed batch, t updates from w̄ = 0 give w̄ = (1 − β^t)·mean(w); mapping alone never moves w̄."""
     net = seeded(MappingNetwork(8, 6, 2, w_avg_beta=beta), seed).double()
     z = torch.randn(5, 8, generator=generator(seed + 1), dtype=torch.float64)
     for _ in range(3):
-        net(z)  # update_w_avg=False: w̄ stays at 0
+        w = net(z)  # the forward pass only reads w̄'s buffer: it stays at 0
     assert torch.equal(net.w_avg, torch.zeros(6, dtype=torch.float64))
-    for _ in range(steps):
-        w = net(z, update_w_avg=True)
+    for _ in range(steps):  # what Recipe.track_w_avg does once per step
+        net.w_avg.copy_(track_average(net.w_avg, net(z), net.w_avg_beta))
     torch.testing.assert_close(net.w_avg, (1 - beta**steps) * w.mean(0))
 
 

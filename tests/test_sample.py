@@ -425,6 +425,21 @@ def test_other_number_lists_name_themselves(files):
           "reversed; write 0-2")
 
 
+def test_library_parsers_name_their_parameters_and_the_cli_its_options(files):
+    """nanogan.sampling's parsers raise a ValueError naming the parameter; sample.py names the flag."""
+    from nanogan import sampling
+
+    with pytest.raises(ValueError, match=r"^indices: index range 5-2 is reversed; write 2-5$"):
+        sampling.parse_seeds("5-2", "indices")
+    with pytest.raises(sampling.SamplingError, match=r"^values: no values given$") as err:
+        sampling.parse_floats(" , ", "values")
+    assert err.value.parameter == "values"
+    fails("mix", files["stylegan2"], "--layers", "9-12", match="--layers: 9-12 selects no styles")
+    fails("mix", files["stylegan2"], "--layers", "top", match="--layers: looks like coarse")
+    fails("truncation", files["stylegan2"], "--values", "1,x", match="--values: truncation "
+          "values look like 1,0.7,0.5")
+
+
 def refused(*args, option, allowed):
     """Exit 2, and the error on stderr names the option and its allowed values."""
     result = run(*args)
