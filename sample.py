@@ -74,7 +74,8 @@ def friendly(command):
         try:
             return command(*args, **kwargs)
         except USER_ERRORS as err:
-            errors.print(f"[red]error:[/] {err}", highlight=False, soft_wrap=True)
+            errors.print("[red]error:[/]", end=" ")
+            errors.print(str(err), markup=False, highlight=False, soft_wrap=True)  # [paths]
             raise typer.Exit(2) from err
     return run
 
