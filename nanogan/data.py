@@ -14,7 +14,9 @@ Two paths, one interface (`__len__`, `__getitem__ -> (uint8 (c, r, r), label)`, 
 
 `open_dataset(..., cache="auto")` decodes what fits `CACHE_BUDGET` and streams the rest. Both
 paths give the same pixels for the same index, so the data order (`InfiniteSampler`, a function
-of (seed, step)) means the same images whichever path reads them.
+of (seed, step)) means the same images whichever path reads them. That holds with unreadable
+images too (skip_bad=True): both keep n indices, and index i of a bad image gives the next
+readable image (i + 1, i + 2, … modulo n) with its label; `skipped` lists the bad ones.
 
     x ∈ {0, …, 255}  ->  to_float(x) = x / 127.5 − 1 ∈ [−1, 1],   to_uint8 the inverse.
 
@@ -32,7 +34,6 @@ Lesson: lessons/00_reading_this_repo.md
 from __future__ import annotations
 
 import contextlib
-import functools
 import gzip
 import hashlib
 import io
@@ -400,7 +401,9 @@ def grey(images: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------------ image folders and zips
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif")
-CACHE_VERSION = 2  # 2: folders keyed by their directories' mtimes, not every file's stat
+# 2: folders keyed by their directories' mtimes, not every file's stat; 3: a bad image's row
+# holds the next readable image (n rows, as streamed), no longer dropped
+CACHE_VERSION = 3
 INDEX_VERSION = 1
 PREPARED_FORMAT, PREPARED_VERSION = "nanogan-dataset", 1
 CACHE_MODES = ("auto", "ram", "stream")
@@ -422,6 +425,23 @@ def _physical_memory() -> int | None:
 CACHE_BUDGET = min(4 << 30, (_physical_memory() or 16 << 30) // 4)
 
 
+def convert_mode(image: Image.Image, channels: int) -> Image.Image:
+    """A decoded Pillow image in mode "L" (channels 1) or "RGB" (3); raises on corrupt data.
+
+    Alpha is composited on black; grey becomes RGB by repetition and RGB becomes grey by ITU-R
+    601-2 luma; 16-bit grey is scaled by 255/65535 (Pillow alone would clip it); palettes are
+    expanded.
+    """
+    image.load()  # decode now: truncated or corrupt data raises here, not later
+    if image.mode.startswith("I"):
+        image = Image.fromarray((np.asarray(image, np.float64) / 257).round().astype(np.uint8))
+    if "A" in image.mode or "a" in image.mode or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        image = Image.alpha_composite(Image.new("RGBA", rgba.size, (0, 0, 0, 255)), rgba)
+    mode = "L" if channels == 1 else "RGB"
+    return image if image.mode == mode else image.convert(mode)
+
+
 def decode_image(data: bytes, resolution: int, channels: int) -> np.ndarray:
     """Encoded image bytes -> uint8 (channels, resolution, resolution).
 
@@ -431,14 +451,7 @@ def decode_image(data: bytes, resolution: int, channels: int) -> np.ndarray:
     is scaled by 255/65535 (Pillow alone would clip it).
     """
     with Image.open(io.BytesIO(data)) as image:
-        image.load()  # decode now: truncated or corrupt data raises here, not later
-        if image.mode.startswith("I"):
-            image = Image.fromarray((np.asarray(image, np.float64) / 257).round().astype(np.uint8))
-        if "A" in image.mode or "a" in image.mode or "transparency" in image.info:
-            rgba = image.convert("RGBA")
-            image = Image.alpha_composite(Image.new("RGBA", rgba.size, (0, 0, 0, 255)), rgba)
-        mode = "L" if channels == 1 else "RGB"
-        image = image if image.mode == mode else image.convert(mode)
+        image = convert_mode(image, channels)
         w, h = image.size
         s = min(w, h)
         if w != h:
@@ -478,7 +491,8 @@ class ZipMembers:
                                                                 zipfile.ZIP_DEFLATED):
                 raise DataError(f"{path}:{info.filename}: encrypted or compressed with zip method "
                                 f"{info.compress_type}; nanogan reads stored and deflated members "
-                                "— re-zip it with `zip -r` or prepare it with nanogan.prepare")
+                                "— re-zip it with deflate (`zip -r`) or unzip it and prepare "
+                                "the folder with nanogan.prepare")
         self.path = path
         self.offset = np.array([i.header_offset for i in infos], np.int64)
         self.size = np.array([i.compress_size for i in infos], np.int64)
@@ -517,6 +531,42 @@ class ZipMembers:
     def __del__(self) -> None:
         with contextlib.suppress(Exception):  # at interpreter exit `os` may already be gone
             self.close()
+
+
+def _foreign_meta(raw: bytes, where: str) -> dict | list | None:
+    """A root dataset.json that is not nanogan's (no "format" key, e.g. StyleGAN2-ADA's
+    `{"labels": ...}`), parsed; None when it is nanogan's or not valid JSON (both are then
+    read_prepared_meta's to judge)."""
+    try:
+        meta = json.loads(raw)
+    except ValueError:
+        return None
+    return None if isinstance(meta, dict) and "format" in meta else meta
+
+
+def _ada_labels(meta, names: Sequence[str], where: str) -> tuple[list[str], np.ndarray] | None:
+    """Class names and labels from a StyleGAN2-ADA dataset.json (`{"labels": [[member, class],
+    …]}`, mapped by member name), or None when it has none (`{"labels": null}`, or not ADA's)."""
+    if not isinstance(meta, dict) or "labels" not in meta:
+        return None
+    labels = meta["labels"]
+    if labels is None:  # ADA's unlabeled zip: its 00000/ folders are not classes
+        return [], np.zeros(len(names), np.int64)
+    by_name = {}
+    if isinstance(labels, list):
+        for item in labels:
+            if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)
+                    and type(item[1]) is int and item[1] >= 0):
+                by_name = None
+                break
+            by_name[item[0]] = item[1]
+    missing = [n for n in names if n not in by_name] if by_name is not None else names
+    if by_name is None or missing:
+        raise DataError(f"{where}: \"labels\" must be null or a list of [member name, class "
+                        "index >= 0] pairs covering every image (StyleGAN2-ADA's dataset_tool "
+                        "format)" + (f"; {missing[0]} has none" if by_name is not None else ""))
+    labels = np.array([by_name[n] for n in names], np.int64)
+    return [str(k) for k in range(int(labels.max()) + 1)], labels
 
 
 def read_prepared_meta(raw: bytes, where: str) -> dict:
@@ -575,7 +625,7 @@ class ImageSource:
     def __init__(self, path: Path, index_dir: Path | None = None):
         index_dir = index_dir or user_cache_dir() / "datasets"
         self.path, self.is_zip, self.prepared = path, path.is_file(), None
-        self._names = self._members = None
+        self._names = self._members = self._ada_labels = None
         if self.is_zip:
             stat = path.stat()
             self.key = [stat.st_size, stat.st_mtime_ns]
@@ -595,7 +645,8 @@ class ImageSource:
         except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as err:
             raise DataError(f"{self.path}: not a readable zip archive ({err}); if it was being "
                             "written or copied, it is incomplete: make or copy it again") from None
-        if raw is not None:
+        other = _foreign_meta(raw, f"{self.path}:dataset.json") if raw is not None else None
+        if raw is not None and other is None:
             meta = read_prepared_meta(raw, f"{self.path}:dataset.json")
             chosen = []
             for i in range(meta["images"]):
@@ -604,13 +655,16 @@ class ImageSource:
                     raise DataError(f"{self.path}: dataset.json lists {meta['images']} images but "
                                     f"images/{i:08d}.png is missing; prepare the zip again")
                 chosen.append(info)
-            self.prepared = meta
+            # the labels are kept as one array: the dict is pickled into every loader worker
+            self.prepared = {k: v for k, v in meta.items() if k != "labels"}
             self.labels = np.array(meta["labels"], np.int64)
             self.class_names = list(meta["class_names"])
             self._members = ZipMembers(self.path, chosen)
             return [], {}
-        names, ignored = _split_names(infos)
+        names, ignored = _split_names(infos)  # a foreign dataset.json counts as ignored
         self._members = ZipMembers(self.path, [infos[n] for n in names])
+        if other is not None:
+            self._ada_labels = _ada_labels(other, names, f"{self.path}:dataset.json")
         return names, ignored
 
     def _set_plain(self, names: list[str], ignored: dict[str, int]) -> None:
@@ -632,6 +686,8 @@ class ImageSource:
         self.class_names = sorted({p[0] for p in parts}) if labeled else []
         index = {c: i for i, c in enumerate(self.class_names)}
         self.labels = np.array([index[p[0]] if labeled else 0 for p in parts], np.int64)
+        if self._ada_labels is not None:  # a StyleGAN2-ADA zip: its dataset.json has the say
+            self.class_names, self.labels = self._ada_labels
         # utf-8 bytes in one numpy array: no Python object per name, so forked workers that read
         # names do not touch refcounts and copy the pages ("copy-on-read")
         self._names = np.array([n.encode() for n in names])
@@ -643,11 +699,6 @@ class ImageSource:
     def resolution(self) -> int | None:
         """The prepared resolution, or None for a folder or plain zip."""
         return self.prepared["resolution"] if self.prepared else None
-
-    @functools.cached_property
-    def names(self) -> list[str]:
-        """Every image's name in order: a list built on first use (`name(i)` builds none)."""
-        return [self.name(i) for i in range(len(self))]
 
     def name(self, i: int) -> str:
         return f"images/{i:08d}.png" if self.prepared else self._names[i].decode()
@@ -750,8 +801,7 @@ class StreamingDataset(torch.utils.data.Dataset):
     n, mirrored if the index was a mirror, with that image's label): a choice that depends only
     on the data, so resumed and N-process runs stay exact. Each process logs one warning per bad
     image and appends it to its own `skipped` (a worker's list is not seen by the main process).
-    The decoded path instead drops bad images at start-up, so with bad files the two paths'
-    indices differ.
+    The decoded path fills a bad image's row by the same rule, so the two paths stay equal.
     """
 
     cache = "stream"
@@ -962,7 +1012,11 @@ def _native_resolution(source: ImageSource) -> int:
 
 def _decode_all(source: ImageSource, resolution: int, channels: int, skip_bad: bool,
                 images_path: Path, labels_path: Path) -> list[tuple[str, str]]:
-    """Decode every image (threads: Pillow releases the GIL) into a temporary .npy, then rename."""
+    """Decode every image (threads: Pillow releases the GIL) into a temporary .npy, then rename.
+
+    With skip_bad, row i of a bad image holds the next readable image (i + 1, i + 2, … modulo n)
+    and its label: the rule of StreamingDataset, so both paths have n rows, equal row by row.
+    """
     n = len(source)
 
     def decode(i: int) -> np.ndarray | str:
@@ -976,7 +1030,7 @@ def _decode_all(source: ImageSource, resolution: int, channels: int, skip_bad: b
     os.close(fd)
     try:
         out = np.lib.format.open_memmap(tmp, "w+", np.uint8, (n, channels, resolution, resolution))
-        keep, skipped = [], []
+        bad, skipped = [], []
         with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
             for start in range(0, n, 1024):  # in chunks: bounded memory, early errors
                 chunk = range(start, min(start + 1024, n))
@@ -987,26 +1041,23 @@ def _decode_all(source: ImageSource, resolution: int, channels: int, skip_bad: b
                             "delete it, or pass skip_bad=True")
                     if isinstance(result, str):
                         skipped.append((source.where(i), result))
+                        bad.append(i)
                     else:
-                        out[len(keep)] = result
-                        keep.append(i)
-        if not keep:
+                        out[i] = result
+        if len(bad) == n:
             raise DataError(f"{source.path}: none of its {n} images could be read "
                             f"(first: {skipped[0][0]}: {skipped[0][1]})")
+        labels = np.array(source.labels, np.int64)
+        good = np.setdiff1d(np.arange(n), bad)
+        for i in bad:  # the first readable index after i, wrapping around to the first
+            j = int(good[np.searchsorted(good, i) % len(good)])
+            out[i], labels[i] = out[j], labels[j]
         out.flush()
-        if len(keep) < n:  # a smaller file holding only the images kept
-            kept = np.lib.format.open_memmap(tmp + ".kept", "w+", np.uint8,
-                                             (len(keep), *out.shape[1:]))
-            kept[:] = out[: len(keep)]
-            kept.flush()
-            del kept
-            os.replace(tmp + ".kept", tmp)
         del out
-        _write_atomic(labels_path, _npy_bytes(source.labels[keep]))
+        _write_atomic(labels_path, _npy_bytes(labels))
         os.replace(tmp, images_path)
     finally:
         Path(tmp).unlink(missing_ok=True)
-        Path(tmp + ".kept").unlink(missing_ok=True)
     return skipped
 
 
@@ -1056,7 +1107,7 @@ def cache_budget_bytes(cache_budget: int | None = None) -> int:
     """
     if cache_budget is not None:
         if cache_budget < 0:
-            raise ValueError(f"cache_budget must be >= 0 bytes, got {cache_budget}")
+            raise DataError(f"cache_budget must be >= 0 bytes, got {cache_budget}")
         return int(cache_budget)
     text = os.environ.get("NANOGAN_CACHE_BUDGET", "").strip()
     if not text:
@@ -1066,9 +1117,9 @@ def cache_budget_bytes(cache_budget: int | None = None) -> int:
         value = float(text[:-1] if scale > 1 else text)
     except ValueError:
         value = -1
-    if not value >= 0:
-        raise ValueError(f"NANOGAN_CACHE_BUDGET must be a number of bytes with an optional K, M "
-                         f"or G suffix (e.g. 512M), got {text!r}")
+    if not (0 <= value < float("inf")):  # NaN fails too
+        raise DataError(f"NANOGAN_CACHE_BUDGET must be a finite number of bytes >= 0 with an "
+                        f"optional K, M or G suffix (e.g. 512M), got {text!r}")
     return int(value * scale)
 
 

@@ -27,7 +27,9 @@ Speed and memory. Images are decoded and PNG-encoded in worker processes, a boun
 chunks in flight, and written in order by this process, so no more than a few chunks of images
 are ever held; what grows is zipfile's directory of the members written (~0.4 KB an image:
 0.5 GB for ImageNet's 1.28M) and the labels. The zip is built in a temporary file beside OUT,
-fsynced and renamed, so an interrupted run leaves nothing behind.
+fsynced and renamed, so OUT is never half-written. A run stopped by Ctrl-C or an error deletes
+that file; one killed outright (SIGKILL, the OOM killer, a power loss) can leave it, named
+`.OUT.zip.<random>.tmp` in OUT's folder: it is safe to delete.
 
 This module is an entry point like train.py: typer and rich are imported inside `main` only, and
 the library function `prepare` never prints (it reports through its `progress` callback).
@@ -56,13 +58,12 @@ from PIL import Image, UnidentifiedImageError
 
 from nanogan.checkpoint import fsync_folder
 from nanogan.config import ConfigError, check_resolution
-from nanogan.data import (CIFAR10_CLASSES, FASHION_MNIST_CLASSES, FASHION_MNIST_FILES,
-                          RESOLUTIONS, DataError, DatasetNotFoundError, ImageSource,
-                          UnreadableImageError, cifar10_folder, decode_image, grey, load_cifar10,
-                          load_fashion_mnist, resize_batch)
+from nanogan.data import (CIFAR10_CLASSES, FASHION_MNIST_CLASSES, FASHION_MNIST_FILES, DataError,
+                          PREPARED_FORMAT, PREPARED_VERSION, DatasetNotFoundError, ImageSource,
+                          UnreadableImageError, _native_resolution, cifar10_folder, convert_mode,
+                          decode_image, grey, load_cifar10, load_fashion_mnist, resize_batch)
 
-PREPARED_FORMAT = "nanogan-dataset"
-FORMAT_VERSION = 1
+FORMAT_VERSION = PREPARED_VERSION  # the format written: data.py reads it (and older ones)
 TRANSFORMS = ("center-crop", "resize")
 CHUNK = {"files": 32, "arrays": 256}  # images per task sent to a worker
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # a fixed member date: the same inputs give the same zip
@@ -88,14 +89,7 @@ def decode(data: bytes, resolution: int, channels: int,
     if transform != "resize":
         raise ValueError(f"transform must be one of {list(TRANSFORMS)}, got {transform!r}")
     with Image.open(io.BytesIO(data)) as image:
-        image.load()  # truncated or corrupt data raises here
-        # The same conversions as data.decode_image (tests check both transforms agree on them).
-        if image.mode.startswith("I"):
-            image = Image.fromarray((np.asarray(image, np.float64) / 257).round().astype(np.uint8))
-        if "A" in image.mode or "a" in image.mode or "transparency" in image.info:
-            rgba = image.convert("RGBA")
-            image = Image.alpha_composite(Image.new("RGBA", rgba.size, (0, 0, 0, 255)), rgba)
-        image = image.convert("L" if channels == 1 else "RGB")
+        image = convert_mode(image, channels)  # data.decode_image's conversions
     if image.size != (resolution, resolution):
         image = image.resize((resolution, resolution), Image.Resampling.LANCZOS)
     array = np.asarray(image)
@@ -145,14 +139,14 @@ def _init_worker(source: ImageSource | None) -> None:
 
 class FileSource:
     """The images of a folder or zip, as `data.ImageSource` lists them (sorted, labels from the
-    sub-folders; a prepared zip keeps the labels and class names of its dataset.json)."""
-
-    default_channels = 3
+    sub-folders; a prepared zip keeps the labels, class names and, by default, the channels and
+    resolution of its dataset.json)."""
 
     def __init__(self, src: str, path: Path):
         self.src, self.files = src, ImageSource(path)  # raises DataError when it holds no image
         self.class_names, self.labels = list(self.files.class_names), self.files.labels
         self.ignored = sum(getattr(self.files, "ignored", {}).values())  # non-image files
+        self.default_channels = self.files.prepared["channels"] if self.files.prepared else 3
 
     def __len__(self) -> int:
         return len(self.files)
@@ -161,15 +155,9 @@ class FileSource:
         return self.files.where(i)
 
     def native_resolution(self) -> int:
-        """The largest allowed power of two not above the first readable image's shorter side."""
-        for i in range(len(self)):
-            try:
-                with Image.open(io.BytesIO(self.files.read(i))) as image:
-                    side = min(image.size)
-            except Exception:  # noqa: BLE001 - a bad file is reported by the decoding pass
-                continue
-            return max(r for r in RESOLUTIONS if r <= max(side, RESOLUTIONS[0]))
-        return RESOLUTIONS[0]
+        """A prepared zip's resolution, else the largest allowed power of two not above the first
+        readable image's shorter side."""
+        return _native_resolution(self.files)
 
     def task(self, indices: range, resolution: int, channels: int, transform: str) -> tuple:
         return _encode_files, (indices, resolution, channels, transform)
@@ -317,7 +305,8 @@ def prepare(src: str | Path | Source, out: str | Path, *, resolution: int | None
                         "source": source.src, "transform": transform}
                 _write_member(archive, "dataset.json", json.dumps(meta).encode())
             f.flush()
-            os.fchmod(f.fileno(), 0o644)  # mkstemp makes 0600; a dataset is meant to be shared
+            if hasattr(os, "fchmod"):  # not on Windows
+                os.fchmod(f.fileno(), 0o644)  # mkstemp makes 0600; a dataset is meant to be shared
             os.fsync(f.fileno())
         os.replace(tmp, out)
     finally:
@@ -339,12 +328,13 @@ def _write_images(archive: zipfile.ZipFile, source: Source, resolution: int, cha
     skipped: list[tuple[str, str]] = []
 
     def tasks() -> Iterator[tuple[range, tuple]]:
-        """Chunks in order, no further than the images still needed (+ those skipped so far)."""
-        step, i = CHUNK["files" if isinstance(source, FileSource) else "arrays"], 0
-        while i < min(len(source), limit + len(skipped)):
-            indices = range(i, min(i + step, len(source), limit + len(skipped)))
+        """Chunks in order up to the end of the source: how many images will be skipped is not
+        known while chunks are in flight, so the writer below stops at `limit`, and closing the
+        in-order iterator cancels the chunks not started."""
+        step = CHUNK["files" if isinstance(source, FileSource) else "arrays"]
+        for start in range(0, len(source), step):
+            indices = range(start, min(start + step, len(source)))
             yield indices, source.task(indices, resolution, channels, transform)
-            i = indices.stop
 
     files = source.files if isinstance(source, FileSource) else None
     with closing(_in_order(tasks(), workers, files)) as chunks:  # closed early: the workers stop
@@ -456,6 +446,11 @@ def main(argv: Optional[list[str]] = None) -> None:
                 bar.update(task, total=summary["images"])
         except (DataError, DatasetNotFoundError) as err:
             errors.print(f"error: {err}", markup=False, highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from err
+        except OSError as err:  # the file system refused (missing or unwritable folder, full
+            where = err.filename or out  # disk): prepare() removed its temporary file
+            errors.print(f"error: cannot prepare {out}: {where}: {err.strerror or err}",
+                         markup=False, highlight=False, soft_wrap=True)
             raise typer.Exit(2) from err
         except KeyboardInterrupt:
             errors.print(f"interrupted: {out} was not written", markup=False, highlight=False)

@@ -353,7 +353,8 @@ def test_centre_crop_geometry(tmp_path):
 
 
 def test_corrupt_images_are_named_or_skipped(folder, tmp_path, caplog):
-    """A truncated or garbage file raises DataError naming it; skip_bad drops and records it."""
+    """A truncated or garbage file raises DataError naming it; skip_bad records it, and its index
+    gives the next readable image with that image's label (modulo n), as the stream does."""
     good = (folder / "circle" / "a.png").read_bytes()
     (folder / "circle" / "truncated.png").write_bytes(good[: len(good) // 2])
     (folder / "square" / "garbage.jpg").write_bytes(b"\xff\xd8 definitely not a jpeg")
@@ -362,10 +363,21 @@ def test_corrupt_images_are_named_or_skipped(folder, tmp_path, caplog):
     assert str(folder / "circle" / "truncated.png") in str(err.value)
     with caplog.at_level("WARNING", logger="nanogan.data"):
         dataset = open_dataset(folder, resolution=4, skip_bad=True, cache_dir=tmp_path / "cache")
-    assert len(dataset) == 4 and "skipped 2 unreadable images" in caplog.text
+    assert len(dataset) == 6 and "skipped 2 unreadable images" in caplog.text
     assert [p for p, _ in dataset.skipped] == [str(folder / "circle" / "truncated.png"),
                                                str(folder / "square" / "garbage.jpg")]
-    assert [dataset[i][1] for i in range(4)] == [0, 0, 1, 1]
+    # sorted: circle/a, circle/deeper/b, circle/truncated (bad), square/c, square/d, garbage (bad)
+    assert [dataset[i][1] for i in range(6)] == [0, 0, 1, 1, 1, 0]
+    assert torch.equal(dataset[2][0], dataset[3][0]) and torch.equal(dataset[5][0], dataset[0][0])
+    assert dataset[3][0][:, 0, 0].tolist() == [0, 255, 0]  # square/c.bmp, read in place of 2
+    stream = open_dataset(folder, resolution=4, skip_bad=True, cache="stream", xflip=True,
+                          cache_dir=tmp_path / "cache")
+    ram = open_dataset(folder, resolution=4, skip_bad=True, cache="ram", xflip=True,
+                       cache_dir=tmp_path / "cache")
+    assert len(stream) == len(ram) == 12
+    for i in range(12):  # the decoded path and the stream agree element for element
+        (a, y), (b, z) = stream[i], ram[i]
+        assert torch.equal(a, b) and y == z, i
     with pytest.raises(DataError, match="garbage.jpg|truncated.png"):  # from the cache, too
         open_dataset(folder, resolution=4, cache_dir=tmp_path / "cache")
 

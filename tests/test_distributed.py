@@ -131,20 +131,25 @@ def test_two_halves_make_the_whole_batch_update(two_processes):
 
 
 @pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun is not on PATH")
-def test_torchrun_train_py_only_rank_zero_writes_and_matches_one_process(tmp_path):
-    """`torchrun --nproc_per_node 2 train.py` writes one log and one set of files, equal to a 1-process run."""
+@pytest.mark.parametrize("cache", [("--cache", "auto"), ("--cache", "stream", "--workers", "1")],
+                         ids=["auto", "stream"])
+def test_torchrun_train_py_only_rank_zero_writes_and_matches_one_process(tmp_path, cache):
+    """`torchrun --nproc_per_node 2 train.py` writes one log and one set of files, equal to a
+    1-process run: with the decoded data (auto) and streamed by a loader worker (stream)."""
     root = tmp_path / "shapes"
     _make_folder(root)
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
     two, one = tmp_path / "two", tmp_path / "one"
     cmd = ["torchrun", "--nproc_per_node", "2", "--master_port", str(free_port()),
-           str(ROOT / "train.py"), *run_args("progan", root, two, 0.048)]
+           str(ROOT / "train.py"), *run_args("progan", root, two, 0.048, *cache)]
     done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.count("Done:") == 1
     assert json.loads((two / "config.json").read_text())["world_size"] == 2
+    decoded = list((tmp_path / "cache").rglob("*.images.npy"))
+    assert len(decoded) == (0 if "stream" in cache else 1)  # the path the test means to take
     done = subprocess.run([sys.executable, str(ROOT / "train.py"),
-                           *run_args("progan", root, one, 0.048)],
+                           *run_args("progan", root, one, 0.048, *cache)],
                           env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     logs = [(d / "log.jsonl").read_text().splitlines() for d in (two, one)]

@@ -115,6 +115,36 @@ def test_a_labeled_folder_becomes_a_zip_of_decode_image_pixels(tmp_path):
             small_images[2], data.decode_image(archive.read("images/00000002.png"), 4, 3))
 
 
+def test_a_grey_prepared_zip_stays_grey_when_prepared_again(tmp_path):
+    """Without --channels, a prepared zip is re-prepared with its own channels (1 stays 1)."""
+    for i in range(3):
+        save(tmp_path / "src" / f"{i}.png", noise(12, 12, seed=i))
+    prepare(tmp_path / "src", tmp_path / "grey.zip", resolution=8, channels=1, workers=1)
+    summary = prepare(tmp_path / "grey.zip", tmp_path / "again.zip", workers=1)
+    meta, images = read_prepared(tmp_path / "again.zip")
+    assert (summary["channels"], meta["channels"], meta["resolution"]) == (1, 1, 8)
+    np.testing.assert_array_equal(np.stack(images), np.stack(read_prepared(tmp_path /
+                                                                           "grey.zip")[1]))
+
+
+def test_a_stylegan2_ada_zip_is_prepared_with_its_labels(tmp_path):
+    """A dataset_tool zip (root dataset.json `{"labels": [[member, class], …]}`) is a source: its
+    labels are kept by member name, its .json counted as an ignored file."""
+    names = ["00000/img00000000.png", "00000/img00000001.png", "00001/img00000002.png"]
+    with zipfile.ZipFile(tmp_path / "ada.zip", "w") as archive:
+        for k, name in enumerate(names):
+            buffer = io.BytesIO()
+            Image.fromarray(noise(8, 8, seed=k)).save(buffer, format="PNG")
+            archive.writestr(name, buffer.getvalue())
+        archive.writestr("dataset.json", json.dumps({"labels": [[names[2], 0], [names[0], 3],
+                                                                [names[1], 1]]}))
+    summary = prepare(tmp_path / "ada.zip", tmp_path / "out.zip", workers=1)
+    meta, images = read_prepared(tmp_path / "out.zip")
+    assert meta["labels"] == [3, 1, 0] and meta["class_names"] == ["0", "1", "2", "3"]
+    assert (summary["ignored"], meta["resolution"]) == (1, 8)
+    np.testing.assert_array_equal(images[1], noise(8, 8, seed=1).transpose(2, 0, 1))
+
+
 @given(w=st.integers(4, 24), h=st.integers(4, 24), resolution=st.sampled_from([4, 8, 16]))
 @example(w=20, h=12, resolution=8)
 @example(w=8, h=8, resolution=8)
@@ -263,6 +293,26 @@ def test_a_corrupt_image_is_named_or_skipped_and_counted(tmp_path):
         prepare(src, tmp_path / "none.zip", resolution=8, skip_bad=True, workers=1)
 
 
+def test_max_images_with_a_bad_image_in_a_late_chunk_is_exact_with_any_workers(tmp_path,
+                                                                               monkeypatch):
+    """A bad image in one of the last chunks, with several chunks in flight: skip_bad still
+    writes exactly max_images images, and 1 or 2 workers write the same bytes."""
+    monkeypatch.setattr(prep, "CHUNK", {"files": 2, "arrays": 2})
+    src = tmp_path / "src"
+    paths = [save(src / f"{i:02d}.png", noise(8, 8, seed=i)) for i in range(10)]
+    paths[7].write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    for workers in (1, 2):
+        summary = prepare(src, tmp_path / f"out-{workers}.zip", resolution=8, max_images=9,
+                          skip_bad=True, workers=workers)
+        assert (summary["images"], summary["skipped"]) == (9, 1)
+    meta, images = read_prepared(tmp_path / "out-2.zip")
+    good = paths[:7] + paths[8:]
+    assert len(images) == 9 and [w for w, _ in meta["skipped"]] == [str(paths[7])]
+    for path, image in zip(good, images):
+        np.testing.assert_array_equal(image, data.decode_image(path.read_bytes(), 8, 3))
+    assert (tmp_path / "out-1.zip").read_bytes() == (tmp_path / "out-2.zip").read_bytes()
+
+
 def test_a_corrupt_member_and_a_truncated_zip_are_named(tmp_path):
     """A member whose bytes were damaged is named as zip:member; a truncated zip is refused."""
     buffers = []
@@ -380,3 +430,18 @@ def test_command_line(tmp_path, capsys):
     assert result.stderr.startswith("error: resolution must be a power of two in [4, 1024] (4, 8, 16")
     assert "got 100" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "other.zip").exists()
+
+
+def test_a_file_system_error_is_one_line_and_leaves_nothing(tmp_path, capsys):
+    """OUT under a file (the folder cannot be made): exit 2, one `error:` line naming the path,
+    no traceback, no temporary file."""
+    save(tmp_path / "src" / "a.png", noise(8, 8))
+    (tmp_path / "file.txt").write_text("a file, not a folder")
+    out = tmp_path / "file.txt" / "out.zip"
+    with pytest.raises(SystemExit) as exit_:
+        prep.main([str(tmp_path / "src"), str(out), "--resolution", "8", "--workers", "1"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: cannot prepare {out}: ") and str(tmp_path / "file.txt") in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt", "src"]

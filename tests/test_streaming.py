@@ -290,9 +290,11 @@ def test_cache_modes_and_budget(prepared, cache, monkeypatch):
     assert open_dataset(archive, cache_dir=cache).cache == "stream"
     monkeypatch.setenv("NANOGAN_CACHE_BUDGET", "0.01G")
     assert open_dataset(archive, cache_dir=cache).cache == "ram"
-    monkeypatch.setenv("NANOGAN_CACHE_BUDGET", "lots")
-    with pytest.raises(ValueError, match="NANOGAN_CACHE_BUDGET .* got 'lots'"):
-        open_dataset(archive, cache_dir=cache)
+    for text in ("lots", "-1M", "inf", "nan", "1e400"):  # garbage, negative, not finite
+        monkeypatch.setenv("NANOGAN_CACHE_BUDGET", text)
+        with pytest.raises(DataError, match=rf"NANOGAN_CACHE_BUDGET must be a finite number of "
+                                            rf"bytes .*K, M or G suffix .*got '{text}'"):
+            open_dataset(archive, cache_dir=cache)
     assert data.cache_budget_bytes(5) == 5 and 0 < data.CACHE_BUDGET <= 4 << 30
 
 
@@ -400,6 +402,55 @@ def test_bad_dataset_json_is_named(tmp_path, cache, meta, message):
         assert str(archive) in str(err.value)
 
 
+def write_ada_zip(path: Path, images: np.ndarray, meta) -> tuple[Path, list[str]]:
+    """A zip laid out like StyleGAN2-ADA's dataset_tool: 00000/img00000000.png …, a root
+    dataset.json holding `meta` (written from ADA's documented format, not by its code)."""
+    names = [f"{i // 2:05d}/img{i:08d}.png" for i in range(len(images))]  # 2 a folder: 2 folders
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, image in zip(names, images):
+            z.writestr(name, png_bytes(image))
+        z.writestr("dataset.json", json.dumps(meta))
+    return path, names
+
+
+def test_a_stylegan2_ada_zip_is_a_plain_zip_with_its_labels(tmp_path, cache):
+    """ADA's root dataset.json is not nanogan's metadata: the zip reads as images, its labels
+    mapped by member name (not by list order, not by its 00000/ folders), or none when null;
+    the .json counts as an ignored file."""
+    images = smooth_images(4, 3, 8, seed=7)
+    labels = {"00000/img00000000.png": 2, "00000/img00000001.png": 0,
+              "00001/img00000002.png": 1, "00001/img00000003.png": 2}
+    archive, names = write_ada_zip(tmp_path / "ada.zip", images,
+                                   {"labels": [[n, y] for n, y in reversed(labels.items())]})
+    for mode in ("stream", "ram"):
+        dataset = open_dataset(archive, cache=mode, cache_dir=cache)
+        assert dataset.labels().tolist() == [2, 0, 1, 2]
+        assert dataset.class_names == ("0", "1", "2") and len(dataset) == 4
+        for i, name in enumerate(names):
+            expected = torch.from_numpy(png_pixels(archive, name, 3).copy())
+            assert torch.equal(dataset[i][0], expected)
+    assert data.ImageSource(archive, cache).ignored == {".json": 1}
+    unlabeled, _ = write_ada_zip(tmp_path / "null.zip", images, {"labels": None})
+    for mode in ("stream", "ram"):
+        dataset = open_dataset(unlabeled, cache=mode, cache_dir=cache)
+        assert dataset.labels().tolist() == [0] * 4 and dataset.class_names == ()
+    bad, _ = write_ada_zip(tmp_path / "bad.zip", images, {"labels": [["00000/img00000000.png",
+                                                                       0]]})
+    with pytest.raises(DataError, match=r"bad\.zip:dataset\.json: \"labels\" must be null or a "
+                                        r"list .*00000/img00000001\.png has none"):
+        open_dataset(bad, cache="stream", cache_dir=cache)
+
+
+def test_an_lzma_member_is_refused_with_a_way_out(tmp_path, cache):
+    """A member compressed with a method nanogan does not read names deflate and the folder."""
+    path = tmp_path / "lzma.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_LZMA) as z:
+        z.writestr("a.png", png_bytes(smooth_images(1, 3, 8)[0]))
+    with pytest.raises(DataError, match=r"lzma\.zip:a\.png: .*re-zip it with deflate .*unzip it "
+                                        "and prepare the folder"):
+        open_dataset(path, cache="stream", cache_dir=cache)
+
+
 # ------------------------------------------------------------------- train.py end to end
 
 
@@ -432,17 +483,33 @@ def test_resume_on_the_stream_ends_where_a_straight_run_ends(prepared_64, tmp_pa
 @pytest.mark.slow  # two processes through torchrun, ~15 s on 2 cores
 @pytest.mark.skipif(not __import__("shutil").which("torchrun"), reason="torchrun is not on PATH")
 def test_torchrun_on_a_prepared_zip_leaves_one_decoded_copy(prepared_64, tmp_path):
-    """2 processes, cache auto with a budget that decodes: exactly one decoded copy on disk."""
+    """2 processes, cache auto with a budget that decodes: the source is decoded by exactly one
+    process (the other waits on the lock), leaving one decoded copy on disk."""
     import subprocess
     from test_distributed import free_port
     from test_train import ROOT, run_args
     cache = tmp_path / "xdg" / "nanogan" / "datasets"
+    decodes = tmp_path / "decodes.txt"
+    wrapper = tmp_path / "counting_train.py"  # train.py, each whole-source decode logged
+    wrapper.write_text(
+        "import os, runpy, sys, time\n"
+        f"sys.path.insert(0, {str(ROOT)!r})\n"
+        "from nanogan import data\n"
+        "decode_all = data._decode_all\n"
+        "def counted(*args, **kwargs):\n"
+        f"    with open({str(decodes)!r}, 'a') as f:\n"
+        "        f.write(f'{os.getpid()}\\n')\n"
+        "    time.sleep(1)  # a wide window for a second decode, were there no lock\n"
+        "    return decode_all(*args, **kwargs)\n"
+        "data._decode_all = counted\n"
+        f"sys.argv[0] = {str(ROOT / 'train.py')!r}\n"
+        "runpy.run_path(sys.argv[0], run_name='__main__')\n")
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "xdg"), "OMP_NUM_THREADS": "1",
            "NANOGAN_CACHE_BUDGET": "1M"}  # 64 × 3 × 8² = 12 KiB: the decoded path
-    cmd = ["torchrun", "--nproc_per_node", "2", "--master_port", str(free_port()),
-           str(ROOT / "train.py"), *run_args("progan", prepared_64, tmp_path / "run", 0.032,
-                                             "--cache", "auto")]
+    cmd = ["torchrun", "--nproc_per_node", "2", "--master_port", str(free_port()), str(wrapper),
+           *run_args("progan", prepared_64, tmp_path / "run", 0.032, "--cache", "auto")]
     done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
+    assert len(decodes.read_text().splitlines()) == 1, "decoded by more than one process"
     assert len(list(cache.glob("*.images.npy"))) == 1
     assert not [p for p in cache.iterdir() if p.name.startswith(".")]
