@@ -415,7 +415,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="JSON file to write")
     parser.add_argument("--markdown", action="store_true", help="also print a Markdown table")
     parser.add_argument("--memory-steps", type=int, default=0)
-    parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # subprocess worker
+    parser.add_argument("--one", default=None,
+                        help="measure this one configuration in this process and print its row "
+                             "as JSON (the worker of the other modes; gpu_check.py calls it)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

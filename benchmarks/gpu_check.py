@@ -2,16 +2,44 @@
 
     bash benchmarks/gpu_check.sh            # or: python benchmarks/gpu_check.py
 
-On a CUDA machine: (1) `pytest -m cuda`; (2) the GPU benchmarks — StyleGAN2 config F at 128² and
-256² (batch 32) in fp32+TF32, bf16 and fp16, BigGAN 128² ch 96 in bf16, StyleGAN2 256² bf16 with
-the grouped modulated-conv path forced, and both modulated-conv paths per layer shape; (3) a
-training run of every tiny preset, all three at once (they are launch-bound and leave the GPU
-mostly idle), stopped by SIGINT after TRAIN_SECONDS (train.py saves and exits), with img/s from
-each run's log.jsonl. Without CUDA it says so and runs a CPU dry run of the same steps at tiny
-sizes (seconds). Every step has its own timeout inside one overall deadline, so a hang costs its
-step only. Data: Fashion-MNIST when it is on the machine, else a synthetic 10-class folder (the
-GPU machine may be offline). One JSON: $OUT/gpu_check.json if $OUT is set, else
-benchmarks/results/gpu_check.json.
+On a CUDA machine: (1) `pytest -m cuda`; (2) the GPU benchmarks, one fresh `bench.py --one`
+process per row, 16 warm-up steps (FLOPs counted over them) and 2 timed windows of 16 steps at
+batch 32 (~1.5 kimg a StyleGAN2 row): the headline rows first — StyleGAN2 config F at 256² in
+bf16 and fp32+TF32, at 128² in bf16, BigGAN 128² ch 96 in bf16 — then, as time allows, fp16,
+128² fp32+TF32, the grouped modulated-conv path forced, and both modulated-conv paths per layer
+shape; (3) a training run of every tiny preset, all three at once (they are launch-bound and
+leave the GPU mostly idle), stopped by SIGINT after TRAIN_SECONDS (train.py saves and exits),
+with img/s from each run's log.jsonl.
+
+Budget (GPU; seconds; a step's timeout is its worst case, "expected" a guess from NVlabs' A100
+figure of 12.53 s/kimg at 256² with custom kernels, plus ~10 s of start-up, CUDA init, cuDNN
+autotuning and FLOP counting per row):
+
+    step                                   timeout  expected  required
+    start-up, device info, data, reports        10         5  yes
+    pytest -m cuda                              55        35  yes
+    stylegan2-256px bf16                        70        40  yes
+    stylegan2-256px fp32+TF32                   80        50  yes
+    stylegan2-128px bf16                        45        25  yes
+    biggan-128px bf16 (batch 256)               75        40  yes
+    training, 3 tiny presets at once       120 + 15  120 + 5  yes
+    ---------------------------------------------------------------
+    required, sum                              470       320  (≤ BUDGET_S = 480)
+    stylegan2-256px fp16                        70        40  if time is left
+    stylegan2-128px fp32+TF32                   45        30  if time is left
+    stylegan2-128px fp16                        45        25  if time is left
+    stylegan2-256px bf16, grouped modconv       70        45  if time is left
+    modconv suite (bf16)                        40        15  if time is left
+
+A step runs only when what is left of BUDGET_S still covers its timeout and the timeouts of the
+required steps after it (a required step's timeout shrinks to fit instead), so the optional rows
+use only what the required ones did not; the shell's outer `timeout 500` is the last resort.
+A step that times out has its whole process group killed (its `bench.py` workers with it), and
+the JSON is rewritten (atomically) after every step, so a run cut short still reports what it
+measured. Without CUDA: a CPU dry run of the same steps at tiny sizes, 1 step per window, a 10 s
+training (it proves the plumbing only). Data: Fashion-MNIST when it is on the machine, else a
+synthetic 10-class folder (the GPU machine may be offline). One JSON: $OUT/gpu_check.json if
+$OUT is set, else benchmarks/results/gpu_check.json.
 """
 
 from __future__ import annotations
@@ -20,6 +48,7 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -31,8 +60,26 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("torch", "numpy", "einops", "accelerate", "typer", "rich", "safetensors", "PIL",
             "matplotlib", "pytest", "hypothesis")
 MODELS = ("stylegan2", "progan", "biggan")
-BUDGET_S = 480  # the whole check
+BUDGET_S = 480  # the whole check; gpu_check.sh's outer limit is 500 s
+STARTUP_S, FINAL_S = 5, 5  # before the first step; after the last (the report)
+TESTS_S = 55
 TRAIN_SECONDS = 120
+STOP_GRACE_S = 15  # after SIGINT, for train.py to save and exit before its group is killed
+# (row, precision, modconv, timeout s, required), in the order they run (see the budget above)
+GPU_ROWS = (("stylegan2-256px", "bf16", "auto", 70, True),
+            ("stylegan2-256px", "no", "auto", 80, True),
+            ("stylegan2-128px", "bf16", "auto", 45, True),
+            ("biggan-128px", "bf16", "auto", 75, True),
+            ("stylegan2-256px", "fp16", "auto", 70, False),
+            ("stylegan2-128px", "no", "auto", 45, False),
+            ("stylegan2-128px", "fp16", "auto", 45, False),
+            ("stylegan2-256px", "bf16", "grouped", 70, False))
+MODCONV_S = 40
+# bench.py --steps, --windows, --warmup: warm-up ≥ steps, so FLOPs are counted over the warm-up
+GPU_STEPS, SMOKE_STEPS = (16, 2, 16), (1, 1, 1)
+SMOKE_OF = {"stylegan2-256px": "stylegan2-smoke", "stylegan2-128px": "stylegan2-smoke",
+            "biggan-128px": "biggan-smoke"}  # the dry run's stand-ins
+DRY_RUN = {"row_s": 60, "tests_s": 60, "modconv_s": 60, "train_s": 10}
 
 
 def missing_packages(names=PACKAGES) -> list[str]:
@@ -64,18 +111,110 @@ def train_speed(log: Path) -> dict:
             "events": [r["event"] for r in records if "event" in r]}
 
 
-def run(cmd: list[str], timeout: float, env: dict | None = None) -> dict:
-    """Run a command with a timeout; its status, seconds and the tail of its output."""
-    start = time.perf_counter()
+def plan(cuda: bool) -> list[dict]:
+    """The steps in the order they run: {"kind": tests | bench | modconv | train, "timeout",
+    "required", ...}; without CUDA the dry run's stand-ins (smoke rows, each row kind once)."""
+    steps = [{"kind": "tests", "timeout": TESTS_S if cuda else DRY_RUN["tests_s"],
+              "required": True}]
+    seen = set()
+    for name, precision, modconv, timeout, required in GPU_ROWS:
+        if not cuda:
+            name, timeout = SMOKE_OF[name], DRY_RUN["row_s"]
+        if (name, precision, modconv) not in seen:
+            seen.add((name, precision, modconv))
+            steps.append({"kind": "bench", "name": name, "precision": precision,
+                          "modconv": modconv, "timeout": timeout, "required": required})
+    train_s = TRAIN_SECONDS if cuda else DRY_RUN["train_s"]
+    return steps + [{"kind": "modconv", "timeout": MODCONV_S if cuda else DRY_RUN["modconv_s"],
+                     "required": False},
+                    {"kind": "train", "timeout": train_s + STOP_GRACE_S, "required": True}]
+
+
+def step_timeout(step: dict, left: float, later: list[dict], least: float = 5.0) -> float | None:
+    """Seconds to give `step` with `left` seconds of the budget and `later` steps to come, or None
+    to skip it: an optional step runs only if its whole timeout fits beside the timeouts of the
+    required steps after it (and FINAL_S); a required step's timeout shrinks to fit (not below
+    `least`)."""
+    spare = left - FINAL_S - sum(s["timeout"] for s in later if s["required"])
+    if not step["required"]:
+        return step["timeout"] if spare >= step["timeout"] else None
+    return min(step["timeout"], spare) if spare >= least else None
+
+
+RUNNING: set[subprocess.Popen] = set()  # the steps' processes not yet waited for
+
+
+def start(cmd: list[str], log: Path, env: dict | None = None) -> subprocess.Popen:
+    """Start `cmd` in its own session (a process group to kill as one), output to `log`."""
+    with open(log, "w") as f:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True,
+                                env=None if env is None else os.environ | env)
+    RUNNING.add(proc)
+    return proc
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL `proc`'s whole process group (its own children too, e.g. bench.py's workers)."""
     try:
-        done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
-                              env=None if env is None else os.environ | env)
-        rc, text = done.returncode, done.stdout + done.stderr
-    except subprocess.TimeoutExpired as err:
-        rc, text = "timeout", f"timed out after {timeout:.0f} s\n{err.stdout or ''}"
-        text = text if isinstance(text, str) else text.decode(errors="replace")
-    return {"cmd": " ".join(cmd), "rc": rc, "seconds": round(time.perf_counter() - start, 1),
-            "tail": text[-2000:]}
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def finish(proc: subprocess.Popen, timeout: float) -> int | str:
+    """Wait up to `timeout` s for `proc`; past it, kill its process group. Its exit status, or
+    "timeout"."""
+    try:
+        rc = proc.wait(timeout=max(timeout, 0.1))
+    except subprocess.TimeoutExpired:
+        kill_group(proc)
+        proc.wait()
+        rc = "timeout"
+    RUNNING.discard(proc)
+    return rc
+
+
+class Stopped(Exception):
+    """SIGTERM (the shell's outer timeout) or SIGINT reached the check itself."""
+
+
+def stop_steps(signum, frame) -> None:
+    """The signal handler: the running steps' groups (in sessions of their own, so the signal
+    does not reach them) are killed, then the check reports what it has."""
+    for proc in list(RUNNING):
+        kill_group(proc)
+    raise Stopped(signal.Signals(signum).name)
+
+
+def run(cmd: list[str], timeout: float, log: Path, env: dict | None = None) -> dict:
+    """Run a command under `timeout` (see `finish`); its status, seconds and output's tail (all
+    of the output is in `log`)."""
+    began = time.perf_counter()
+    rc = finish(start(cmd, log, env), timeout)
+    text = log.read_text(errors="replace")
+    if rc == "timeout":
+        text += f"\ntimed out after {timeout:.0f} s"
+    return {"cmd": " ".join(cmd), "rc": rc, "seconds": round(time.perf_counter() - began, 1),
+            "timeout": round(timeout), "tail": text[-2000:]}
+
+
+def last_json(text: str) -> dict | None:
+    """The last line of `text` that is a JSON object (bench.py --one prints its row so)."""
+    for line in reversed(text.splitlines()):
+        if line.startswith("{"):
+            try:
+                return json.loads(line)
+            except json.JSONDecodeError:
+                continue
+    return None
+
+
+def write_report(report: dict, target: Path) -> None:
+    """Replace `target` with the report atomically (a cut-short run leaves a whole file)."""
+    temporary = target.with_name(target.name + ".tmp")
+    temporary.write_text(json.dumps(report, indent=2, default=str))
+    os.replace(temporary, target)
 
 
 def device_info(cuda: bool) -> dict:
@@ -116,37 +255,55 @@ def training_data(scratch: Path) -> str:
 
 
 def train_all(out: Path, data: str, seconds: float, cuda: bool) -> dict:
-    """All tiny presets at once, each SIGINTed after `seconds` (train.py saves and exits)."""
+    """All tiny presets at once, each SIGINTed after `seconds` (train.py saves and exits) and its
+    process group killed if it has not exited STOP_GRACE_S later."""
     extra = [] if cuda else ["--kimg", "0.2", "--log-every", "2", "--threads", "1"]
     procs = {}
     for model in MODELS:
+        shutil.rmtree(out / f"run-{model}", ignore_errors=True)  # an earlier run's
         cmd = [sys.executable, "train.py", "--model", model, "--out", str(out / f"run-{model}"),
                "--data", data, "--grid-kimg", "1000", "--snapshot-kimg", "1000", *extra]
-        procs[model] = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE,
-                                        stderr=subprocess.STDOUT, text=True)
-    start = time.perf_counter()
-    while time.perf_counter() - start < seconds and any(p.poll() is None for p in procs.values()):
-        time.sleep(1)
-    results = {}
-    for model, p in procs.items():
+        procs[model] = start(cmd, out / f"train-{model}.log")
+    began = time.perf_counter()
+    while time.perf_counter() - began < seconds and any(p.poll() is None for p in procs.values()):
+        time.sleep(0.5)
+    for p in procs.values():
         if p.poll() is None:
             p.send_signal(signal.SIGINT)
-        try:
-            output, _ = p.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            output, _ = p.communicate()
-        results[model] = {"rc": p.returncode, **train_speed(out / f"run-{model}" / "log.jsonl"),
-                          "tail": output[-1000:]}
+    stop_by = time.perf_counter() + STOP_GRACE_S
+    results = {}
+    for model, p in procs.items():
+        rc = finish(p, stop_by - time.perf_counter())
+        results[model] = {"rc": rc, **train_speed(out / f"run-{model}" / "log.jsonl"),
+                          "tail": (out / f"train-{model}.log").read_text(errors="replace")[-1000:]}
     return results
+
+
+def bench_step(step: dict, timeout: float, device: str, scratch: Path) -> dict:
+    """One benchmark row in a fresh `bench.py --one` process (the protocol of bench.py)."""
+    cuda = device == "cuda"
+    steps, windows, warmup = GPU_STEPS if cuda else SMOKE_STEPS
+    cmd = [sys.executable, "benchmarks/bench.py", "--one", step["name"], "--device", device,
+           "--suite", "gpu" if cuda else "smoke", "--precision", step["precision"],
+           "--modconv", step["modconv"], "--steps", str(steps), "--windows", str(windows),
+           "--warmup", str(warmup), *([] if cuda else ["--threads", "1"])]
+    log = scratch / f"bench-{step['name']}-{step['precision']}-{step['modconv']}.log"
+    done = run(cmd, timeout, log)
+    row = last_json(log.read_text(errors="replace")) if done["rc"] == 0 else None
+    record = {k: step[k] for k in ("name", "precision", "modconv")} | {
+        k: done[k] for k in ("rc", "seconds", "timeout")} | {"result": row}
+    tag = f"bench {step['name']} {step['precision']} {step['modconv']}"
+    if row is None:
+        print(f"{tag}: failed (rc {done['rc']}) after {done['seconds']} s", flush=True)
+        return record | {"tail": done["tail"]}
+    mfu = f"{row['mfu_bf16']:.1%}" if row.get("mfu_bf16") else "n/a"
+    print(f"{tag}: {row['s_per_kimg']:.2f} s/kimg, {row['train_img_per_s']:.1f} img/s, MFU {mfu}"
+          f" ({done['seconds']} s)", flush=True)
+    return record
 
 
 def main() -> int:
     began = time.perf_counter()
-
-    def left() -> float:
-        return BUDGET_S - (time.perf_counter() - began)
-
     missing = missing_packages()
     print(f"missing packages: {', '.join(missing) or 'none'}", flush=True)
     if "torch" in missing:
@@ -156,65 +313,67 @@ def main() -> int:
     cuda = torch.cuda.is_available()
     print("CUDA device found" if cuda else "no CUDA device: CPU dry run at tiny sizes", flush=True)
     out = Path(os.environ["OUT"]) if os.environ.get("OUT") else ROOT / "benchmarks" / "results"
-    out.mkdir(parents=True, exist_ok=True)
     scratch = out / "gpu_check_runs"
-    report = {"device": device_info(cuda), "missing_packages": missing, "steps": {}}
-    py = sys.executable
-
-    # (1) the CUDA tests (skipped, but imported and collected, without CUDA)
-    step = run([py, "-m", "pytest", "-m", "cuda", "-q", "-p", "no:cacheprovider", "-rs"],
-               timeout=min(100, left()))
-    report["steps"]["tests"] = step | {"counts": pytest_counts(step["tail"])}
-    print(f"tests: {report['steps']['tests']['counts']} ({step['seconds']} s)", flush=True)
-
-    # (2) benchmarks: one bench.py call per (rows, precision), each row with its own timeout
-    device = "cuda" if cuda else "cpu"
-    if cuda:
-        plan = [("stylegan2-128px,stylegan2-256px", p, None) for p in ("no", "bf16", "fp16")]
-        plan += [("biggan-128px", "bf16", None), ("stylegan2-256px", "bf16", "grouped")]
-        suite, row_timeout = "gpu", 45
-    else:
-        plan = [("stylegan2-smoke,biggan-smoke", p, None) for p in ("no", "bf16", "fp16")]
-        plan += [("stylegan2-smoke", "no", "grouped")]
-        suite, row_timeout = "smoke", 60
-    bench = []
-    for only, precision, modconv in plan:
-        if left() < 20 + TRAIN_SECONDS:
-            bench.append({"only": only, "precision": precision, "skipped": "out of time"})
-            continue
-        path = scratch / f"bench-{precision}-{modconv or 'auto'}-{len(bench)}.json"
-        cmd = [py, "benchmarks/bench.py", "--device", device, "--suite", suite, "--only", only,
-               "--precision", precision, "--timeout", str(row_timeout), "--out", str(path)]
-        cmd += ["--modconv", modconv] if modconv else []
-        step = run(cmd, timeout=min(row_timeout * only.count(",") + row_timeout + 10, left()))
-        rows = json.loads(path.read_text())["results"] if path.exists() else []
-        bench.append({"only": only, "precision": precision, "modconv": modconv or "auto",
-                      "rc": step["rc"], "results": rows, **({} if rows else {"tail": step["tail"]})})
-        for r in rows:
-            print(f"bench {r['name']} {precision} {modconv or ''}: " + (
-                r.get("error") or f"{r['s_per_kimg']:.2f} s/kimg, {r['train_img_per_s']:.1f} "
-                f"img/s, MFU " + (f"{r['mfu_bf16']:.1%}" if r.get("mfu_bf16") else "n/a")),
-                flush=True)
-    report["bench"] = bench
-    path = scratch / "modconv.json"
-    step = run([py, "benchmarks/bench.py", "--device", device, "--suite", "modconv",
-                "--precision", "bf16" if cuda else "no", "--out", str(path)],
-               timeout=max(min(60, left() - TRAIN_SECONDS - 10), 1))
-    report["modconv"] = json.loads(path.read_text())["modconv"] if path.exists() else step
-
-    # (3) the tiny presets, trained at once
-    data = training_data(scratch)
-    seconds = TRAIN_SECONDS if cuda else 15
-    report["train"] = {"data": data, "seconds": seconds,
-                       "runs": train_all(scratch, data, min(seconds, max(left() - 35, 5)), cuda)}
-    for model, r in report["train"]["runs"].items():
-        print(f"train {model}: rc {r['rc']}, {r.get('median_img_per_s')} img/s, "
-              f"{r.get('kimg')} kimg", flush=True)
-    report["seconds"] = round(time.perf_counter() - began, 1)
+    scratch.mkdir(parents=True, exist_ok=True)
     target = out / "gpu_check.json"
-    target.write_text(json.dumps(report, indent=2, default=str))
+    steps = plan(cuda)
+    report = {"complete": False, "device": device_info(cuda), "missing_packages": missing,
+              "budget_s": BUDGET_S, "plan": steps, "steps": {}, "bench": [], "skipped": []}
+
+    def save() -> None:
+        report["seconds"] = round(time.perf_counter() - began, 1)
+        write_report(report, target)
+
+    save()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, stop_steps)
+    try:
+        run_steps(steps, report, save, began, cuda, scratch)
+    except Stopped as why:
+        report["stopped"] = f"{why} after {time.perf_counter() - began:.0f} s"
+        save()
+        print(f"stopped by {why}; wrote {target}", flush=True)
+        return 1
+    report["complete"] = True
+    save()
     print(f"wrote {target} after {report['seconds']} s", flush=True)
     return 0
+
+
+def run_steps(steps: list[dict], report: dict, save, began: float, cuda: bool,
+              scratch: Path) -> None:
+    """Run the plan's steps in order, each under `step_timeout`, saving the report after each."""
+    device = "cuda" if cuda else "cpu"
+    for i, step in enumerate(steps):
+        timeout = step_timeout(step, BUDGET_S - (time.perf_counter() - began), steps[i + 1:])
+        if timeout is None:
+            report["skipped"].append(step | {"why": "out of time"})
+            print(f"skipped (out of time): {step}", flush=True)
+            continue
+        if step["kind"] == "tests":  # skipped, but imported and collected, without CUDA
+            done = run([sys.executable, "-m", "pytest", "-m", "cuda", "-q", "-p",
+                        "no:cacheprovider", "-rs"], timeout, scratch / "tests.log")
+            report["steps"]["tests"] = done | {"counts": pytest_counts(done["tail"])}
+            print(f"tests: {report['steps']['tests']['counts']} ({done['seconds']} s)", flush=True)
+        elif step["kind"] == "bench":
+            report["bench"].append(bench_step(step, timeout, device, scratch))
+        elif step["kind"] == "modconv":
+            path = scratch / "modconv.json"
+            path.unlink(missing_ok=True)  # an earlier run's
+            done = run([sys.executable, "benchmarks/bench.py", "--device", device, "--suite",
+                        "modconv", "--precision", "bf16" if cuda else "no", "--out", str(path)],
+                       timeout, scratch / "modconv.log")
+            report["modconv"] = json.loads(path.read_text())["modconv"] if path.exists() else done
+            print(f"modconv: rc {done['rc']} ({done['seconds']} s)", flush=True)
+        else:
+            data = training_data(scratch)
+            seconds = max(timeout - STOP_GRACE_S, 1)
+            report["train"] = {"data": data, "seconds": seconds,
+                               "runs": train_all(scratch, data, seconds, cuda)}
+            for model, r in report["train"]["runs"].items():
+                print(f"train {model}: rc {r['rc']}, {r.get('median_img_per_s')} img/s, "
+                      f"{r.get('kimg')} kimg", flush=True)
+        save()
 
 
 if __name__ == "__main__":

@@ -131,13 +131,19 @@ def test_sync_batchnorm_swaps_only_the_inner_batchnorm(device, kind):
     torch.testing.assert_close(synced[0](x, cond), reference_model[0](x, cond))
 
 
-def _halves_worker(rank: int, folder: str) -> None:
+def _halves_worker(rank: int, folder: str, device: str = "cpu") -> None:
+    """One of two gloo processes: CrossReplicaBatchNorm2d (what sync_batchnorm picks off CUDA) on
+    its half of the batch, on `device` (gloo accepts CUDA tensors; results saved on the CPU)."""
     torch.set_num_threads(1)
+    if device != "cpu":  # full fp32 products, as the CPU reference computes them
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     dist.init_process_group("gloo", init_method=f"file://{folder}/rendezvous", rank=rank,
                             world_size=2)
-    inputs = load_file(os.path.join(folder, "inputs.safetensors"))
+    inputs = load_file(os.path.join(folder, "inputs.safetensors"), device=device)
     model = with_momentum(sync_batchnorm(small_model()), inputs["momentum"].item())
+    assert type(model[1]) is CrossReplicaBatchNorm2d
     model.load_state_dict(load_file(os.path.join(folder, "state.safetensors")))
+    model.to(device)
     x = inputs["x"].chunk(2)[rank].clone().requires_grad_()
     cond, weights = inputs["cond"].chunk(2)[rank], inputs["weights"].chunk(2)[rank]
     y = model[1](model[0](x, cond))
@@ -146,7 +152,7 @@ def _halves_worker(rank: int, folder: str) -> None:
     dist.all_reduce(grads)  # the whole batch's loss is the sum of the two halves'
     out = {"y": y.detach(), "x_grad": x.grad, "param_grads": grads,
            **{k: v for k, v in model.state_dict().items() if "running" in k}}
-    save_file({k: v.contiguous() for k, v in out.items()},
+    save_file({k: v.detach().cpu().contiguous() for k, v in out.items()},
               os.path.join(folder, f"rank{rank}.safetensors"))
     dist.destroy_process_group()
 
@@ -159,33 +165,41 @@ def with_momentum(model: torch.nn.Module, momentum: float) -> torch.nn.Module:
     return model
 
 
-@pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
-                    reason="torch.distributed with gloo is not available")
-@pytest.mark.parametrize("momentum", [0.1, None])
-def test_two_processes_normalize_with_the_whole_batch(tmp_path, momentum):
-    """Two processes with half a batch each get the outputs, gradients and running statistics of one process with the whole batch (momentum None: BigGAN's cumulative standing statistics)."""
+def check_halves_match_the_whole_batch(folder, momentum: float | None, device: str = "cpu",
+                                       **tolerance) -> None:
+    """Two gloo processes with half a batch each on `device` against one process with the whole
+    batch through plain BatchNorm2d on the CPU: outputs, input and parameter gradients, running
+    statistics. CUDA workers are spawned (a forked child cannot use CUDA once the parent has)."""
     g = generator(7)
     code = -1.0 if momentum is None else momentum
     inputs = {"x": torch.randn(8, 3, 2, 2, generator=g) * 2 + 1,
               "cond": torch.randn(8, 2, generator=g),
               "weights": torch.randn(8, 3, 2, 2, generator=g), "momentum": torch.tensor(code)}
-    save_file(inputs, str(tmp_path / "inputs.safetensors"))
+    save_file(inputs, str(folder / "inputs.safetensors"))
     whole = with_momentum(small_model(), code)
-    save_file(whole.state_dict(), str(tmp_path / "state.safetensors"))
-    torch.multiprocessing.start_processes(_halves_worker, args=(str(tmp_path),), nprocs=2,
-                                          start_method="fork")
-    ranks = [load_file(str(tmp_path / f"rank{r}.safetensors")) for r in range(2)]
+    save_file(whole.state_dict(), str(folder / "state.safetensors"))
+    torch.multiprocessing.start_processes(_halves_worker, args=(str(folder), device), nprocs=2,
+                                          start_method="fork" if device == "cpu" else "spawn")
+    ranks = [load_file(str(folder / f"rank{r}.safetensors")) for r in range(2)]
     x = inputs["x"].clone().requires_grad_()
     y = whole[1](whole[0](x, inputs["cond"]))
     (y * inputs["weights"]).sum().backward()
-    torch.testing.assert_close(torch.cat([r["y"] for r in ranks]), y.detach())
-    torch.testing.assert_close(torch.cat([r["x_grad"] for r in ranks]), x.grad)
+    torch.testing.assert_close(torch.cat([r["y"] for r in ranks]), y.detach(), **tolerance)
+    torch.testing.assert_close(torch.cat([r["x_grad"] for r in ranks]), x.grad, **tolerance)
     expected = torch.cat([p.grad.flatten() for p in whole.parameters()])
     for r in ranks:
-        torch.testing.assert_close(r["param_grads"], expected)
+        torch.testing.assert_close(r["param_grads"], expected, **tolerance)
         for k, v in whole.state_dict().items():
             if "running" in k:
-                torch.testing.assert_close(r[k], v, msg=k)
+                torch.testing.assert_close(r[k], v, msg=k, **tolerance)
+
+
+@pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
+                    reason="torch.distributed with gloo is not available")
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_two_processes_normalize_with_the_whole_batch(tmp_path, momentum):
+    """Two processes with half a batch each get the outputs, gradients and running statistics of one process with the whole batch (momentum None: BigGAN's cumulative standing statistics)."""
+    check_halves_match_the_whole_batch(tmp_path, momentum)
 
 
 def test_gradcheck():

@@ -1,6 +1,7 @@
-"""The CUDA paths against the CPU: kernels, penalties under autocast, BatchNorm, training steps
-of every model in fp32, bf16 and fp16, and exact resumption. Marked `cuda` (`pytest -m cuda`);
-without a GPU every test here is skipped with the reason. `benchmarks/gpu_check.sh` runs them.
+"""The CUDA paths against the CPU: kernels, penalties under autocast, cross-process BatchNorm
+(two gloo processes on one GPU), training steps of every model in fp32, bf16 and fp16, and exact
+resumption. Marked `cuda` (`pytest -m cuda`); without a GPU every test here is skipped with the
+reason. `benchmarks/gpu_check.sh` runs them.
 
 Tolerances, stated once. Kernels and penalties compare with TF32 off (full fp32 products), so
 fp32 CUDA and CPU agree to rounding (rtol 1e-4). Under autocast the comparison is with fp32 and
@@ -18,13 +19,14 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.distributed as dist
 from strategies import generator
+from test_conditional_bn import check_halves_match_the_whole_batch
 from test_modulation import draw, reference_modulated_conv
 from test_recipe import SMALL, data, small_recipe
 from test_upfirdn import reference_upfirdn
 
 from nanogan import checkpoint, models
-from nanogan.conditional_bn import CrossReplicaBatchNorm2d, sync_batchnorm
 from nanogan.modulation import modulated_conv2d
 from nanogan.path_length import path_lengths
 from nanogan.penalties import gradient_penalty, r1_penalty
@@ -106,26 +108,16 @@ def test_penalties_under_autocast_stay_near_fp32(dtype):
         assert relative_error(a, b) <= PENALTY_RTOL[dtype], (name, a.item(), b.item())
 
 
-@pytest.mark.parametrize("kind", ["sync", "cross-replica"])
-def test_cross_replica_batchnorm_on_one_process_is_batchnorm(kind):
-    """On one process (no process group) nn.SyncBatchNorm — what sync_batchnorm picks on CUDA — and
-    CrossReplicaBatchNorm2d normalize, back-propagate and track statistics like BatchNorm2d."""
-    torch.manual_seed(0)
-    plain = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4)).cuda()
-    other = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4)).cuda()
-    other.load_state_dict(plain.state_dict())
-    if kind == "sync":
-        other = sync_batchnorm(other, "cuda")
-        assert isinstance(other[1], torch.nn.SyncBatchNorm)
-    else:
-        other[1] = CrossReplicaBatchNorm2d(4).cuda()
-    x = torch.randn(6, 3, 8, 8, generator=generator(3)).cuda() * 3 + 1
-    for net in (plain, other):
-        net(x).square().mean().backward()
-    torch.testing.assert_close(other(x), plain(x), rtol=1e-5, atol=1e-5)
-    for a, b in zip(other.parameters(), plain.parameters()):
-        torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-6)
-    torch.testing.assert_close(other[1].running_var, plain[1].running_var)
+@pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
+                    reason="torch.distributed with gloo is not available")
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_two_processes_on_cuda_normalize_with_the_whole_batch(tmp_path, momentum):
+    """CrossReplicaBatchNorm2d in two gloo processes on cuda:0 tensors, half a batch each (gloo
+    accepts CUDA tensors; NCCL refuses two ranks on one GPU), against BatchNorm2d on the whole
+    batch on the CPU: outputs, input and parameter gradients, running statistics. The CPU test
+    of test_conditional_bn on CUDA; a rank normalizing with its own half's statistics fails it.
+    (nn.SyncBatchNorm, what sync_batchnorm picks on CUDA, needs NCCL: several GPUs.)"""
+    check_halves_match_the_whole_batch(tmp_path, momentum, "cuda:0", rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("precision", ["no", "bf16", "fp16"])

@@ -1,15 +1,22 @@
 """The device check's pure-Python parts: pytest's summary, a run's speed from its log, the
-package check, the cards' peaks, and the fp16 optimizer wrapper it benchmarks with."""
+package check, the cards' peaks, the fp16 optimizer wrapper it benchmarks with, its time budget,
+and the killing of a timed-out step's whole process group."""
 
 import json
+import os
 import sys
+import time
 from pathlib import Path
 
+import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.bench import ScaledOptimizer, peak_bf16_tflops, precision_kwargs  # noqa: E402
-from benchmarks.gpu_check import missing_packages, pytest_counts, train_speed  # noqa: E402
+from benchmarks.bench import GPU_SUITE, SMOKE_SUITE  # noqa: E402
+from benchmarks.gpu_check import (BUDGET_S, STARTUP_S, last_json, missing_packages,  # noqa: E402
+                                  plan, pytest_counts, run, step_timeout, train_speed,
+                                  write_report)
 
 
 def test_pytest_counts_reads_the_last_summary_line():
@@ -61,3 +68,83 @@ def test_fp16_loss_scaling_skips_a_step_with_an_infinite_gradient():
     opt.step()
     torch.testing.assert_close(w.detach(), torch.full((3,), 0.9))
     assert precision_kwargs("no", "cpu") == ({}, None)
+
+
+@pytest.mark.parametrize("cuda", [True, False])
+def test_every_required_step_gets_its_whole_timeout_in_the_worst_case(cuda):
+    """Each step using all of its timeout, in order: no required step is shrunk or skipped, so the
+    headline rows and the training always run in full within BUDGET_S."""
+    steps = plan(cuda)
+    left = BUDGET_S - STARTUP_S
+    for i, step in enumerate(steps):
+        timeout = step_timeout(step, left, steps[i + 1:])
+        if step["required"]:
+            assert timeout == step["timeout"], step
+        left -= timeout or 0
+    assert left >= 0
+
+
+def test_the_required_rows_come_first_and_the_dry_run_mirrors_them():
+    """The GPU plan's first rows are the headline ones (StyleGAN2 256² bf16 and fp32+TF32, 128²,
+    BigGAN 128²), in GPU_SUITE; the dry run runs the same row kinds on SMOKE_SUITE's rows."""
+    rows = [s for s in plan(True) if s["kind"] == "bench"]
+    assert [(r["name"], r["precision"]) for r in rows[:4]] == [
+        ("stylegan2-256px", "bf16"), ("stylegan2-256px", "no"), ("stylegan2-128px", "bf16"),
+        ("biggan-128px", "bf16")]
+    assert all(r["required"] for r in rows[:4]) and not any(r["required"] for r in rows[4:])
+    assert all(r["name"] in GPU_SUITE for r in rows)
+    dry = [s for s in plan(False) if s["kind"] == "bench"]
+    assert all(r["name"] in SMOKE_SUITE for r in dry)
+
+    def kinds(rows):
+        return {(r["name"].split("-")[0], r["precision"], r["modconv"]) for r in rows}
+    assert kinds(dry) == kinds(rows) and len(dry) == len(kinds(rows))
+    assert [s["kind"] for s in plan(False)] == [s["kind"] for s in plan(True)][:len(dry) + 1] + [
+        "modconv", "train"]
+
+
+def test_step_timeout_skips_optional_steps_and_shrinks_required_ones():
+    """An optional step runs only when its whole timeout fits beside the required steps after it
+    (and 5 s for the report); a required one gets what is left of that, or is skipped under 5 s."""
+    later = [{"timeout": 100, "required": True}, {"timeout": 50, "required": False}]
+    optional, required = {"timeout": 40, "required": False}, {"timeout": 40, "required": True}
+    assert step_timeout(optional, 145, later) == 40
+    assert step_timeout(optional, 144, later) is None
+    assert step_timeout(required, 200, later) == 40
+    assert step_timeout(required, 125, later) == 20
+    assert step_timeout(required, 109, later) is None
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"  # a zombie has exited
+
+
+def test_a_timed_out_step_is_killed_with_its_children(tmp_path):
+    """On timeout the step's whole process group goes (bench.py's --one worker with bench.py),
+    and the output written so far is kept."""
+    child = "import time; time.sleep(60)"
+    parent = (f"import subprocess, sys; p = subprocess.Popen([sys.executable, '-c', {child!r}]); "
+              "print('child', p.pid, flush=True); p.wait()")
+    done = run([sys.executable, "-c", parent], timeout=3, log=tmp_path / "log")
+    assert done["rc"] == "timeout" and "timed out after 3 s" in done["tail"]
+    pid = int(done["tail"].split("child ")[1].split()[0])
+    deadline = time.time() + 5
+    while alive(pid) and time.time() < deadline:
+        time.sleep(0.1)
+    if alive(pid):
+        os.kill(pid, 9)
+        raise AssertionError("the step's child outlived the timeout")
+
+
+def test_report_is_replaced_whole_and_rows_are_found_after_trailing_output(tmp_path):
+    target = tmp_path / "gpu_check.json"
+    write_report({"steps": 1}, target)
+    write_report({"steps": 2}, target)
+    assert json.loads(target.read_text()) == {"steps": 2} and os.listdir(tmp_path) == [target.name]
+    row = {"name": "stylegan2-256px", "s_per_kimg": 9.5}
+    text = f"warming up\n{json.dumps(row)}\nUserWarning: {{not json\n"
+    assert last_json(text) == row and last_json("no row") is None
