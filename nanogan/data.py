@@ -17,6 +17,8 @@ paths give the same pixels for the same index, so the data order (`InfiniteSampl
 of (seed, step)) means the same images whichever path reads them. That holds with unreadable
 images too (skip_bad=True): both keep n indices, and index i of a bad image gives the next
 readable image (i + 1, i + 2, … modulo n) with its label; `skipped` lists the bad ones.
+(`labels()` of a streamed dataset gives each file's own label, since it cannot know which files
+are bad without decoding them all; indexing gives the substitute's, on both paths.)
 
     x ∈ {0, …, 255}  ->  to_float(x) = x / 127.5 − 1 ∈ [−1, 1],   to_uint8 the inverse.
 
@@ -860,7 +862,9 @@ class StreamingDataset(torch.utils.data.Dataset):
         return torch.stack([self[i][0] for i in index.tolist()])
 
     def labels(self) -> torch.Tensor:
-        """int64 (len(self),) labels (all 0 when the dataset is unlabeled)."""
+        """int64 (len(self),) labels (all 0 when the dataset is unlabeled): each file's own, as
+        listed; with skip_bad, a bad file's index reads the next readable image and its label,
+        which only indexing shows (the decoded path's labels() already holds the substitutes)."""
         return torch.from_numpy(np.tile(self.source.labels, 2 if self.xflip else 1))
 
     def __repr__(self) -> str:

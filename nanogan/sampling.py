@@ -249,7 +249,7 @@ def calibration_targets(spec: Spec, G: torch.nn.Module, cfg: Any, real_set, *, c
     model), between which the threshold is set."""
     pick = torch.randperm(len(real_set), generator=torch.Generator().manual_seed(1))
     if models.conditional(cfg):
-        pick = pick[real_set.labels[pick] == (label or 0)]
+        pick = pick[real_set.labels()[pick] == (label or 0)]
     reals = torch.stack([data.to_float(real_set[i][0]) for i in pick[:count].tolist()])
     fake_seeds = list(range(10**6, 10**6 + count))
     return torch.cat([generated(spec, G, cfg, fake_seeds, labels_for(count)), reals])

@@ -109,3 +109,24 @@ def test_a_seeds_image_does_not_depend_on_its_neighbours(G):
     together = sampling.generated(SPEC, G, cfg, [3, 7, 11], None)
     torch.testing.assert_close(alone[0], together[1])
     assert not torch.allclose(together[0], together[1])
+
+
+def test_calibration_reals_of_a_conditional_model_come_from_its_class():
+    """--detect's calibration of a class-conditional G uses real images of the chosen class only
+    (after the generated ones), in a fixed random order."""
+    from nanogan.data import ImageDataset, to_float
+
+    cfg = dataclasses.replace(small_cfg(8), num_classes=2)
+    torch.manual_seed(0)
+    G = SPEC.Generator(cfg).eval().requires_grad_(False)
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (12, cfg.channels, 8, 8), generator=g, dtype=torch.uint8)
+    labels = torch.arange(12) % 2
+    real_set = ImageDataset(images, labels, name="twelve", class_names=("a", "b"))
+    out = sampling.calibration_targets(SPEC, G, cfg, real_set, count=3, label=1,
+                                       labels_for=lambda n: torch.ones(n, dtype=torch.long))
+    assert out.shape[0] == 6
+    reals = out[3:]
+    matches = [[torch.equal(r, to_float(images[i])) for i in range(12)] for r in reals]
+    chosen = [m.index(True) for m in matches]
+    assert all(labels[i] == 1 for i in chosen) and len(set(chosen)) == 3
