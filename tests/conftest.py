@@ -8,6 +8,7 @@ hypothesis: every random tensor comes from a `torch.Generator` seeded by a drawn
 
 import os
 
+import pytest
 import torch
 from hypothesis import HealthCheck, settings
 
@@ -32,3 +33,16 @@ os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture
+def fresh_accelerate_state():
+    """A test that builds its own Accelerator (in process, with its own precision) starts from,
+    and leaves, Accelerate's process-wide state unset."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+    yield
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()

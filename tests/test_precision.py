@@ -20,7 +20,6 @@ import dataclasses
 
 import pytest
 import torch
-from accelerate.state import AcceleratorState, GradientState
 from test_distributed import _train_module
 from test_recipe import SMALL, data
 
@@ -31,13 +30,8 @@ train = _train_module()
 
 
 @pytest.fixture(autouse=True)
-def fresh_accelerate_state():
-    """Each test builds its own Accelerator with its own precision."""
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
-    yield
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
+def each_test_its_own_accelerator(fresh_accelerate_state):
+    """Each test builds its own Accelerator with its own precision (conftest's fixture)."""
 
 
 class Recorder:

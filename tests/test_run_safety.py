@@ -28,7 +28,6 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from accelerate.state import AcceleratorState, GradientState
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -106,16 +105,6 @@ def running(command: list[str], environ: dict, log: Path):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
         proc.wait()
-
-
-@pytest.fixture
-def fresh_accelerate_state():
-    """An in-process run builds its own Accelerator; leave the singleton as we found it."""
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
-    yield
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
 
 
 # -------------------------------------------------------------------- 1. numeric boundaries
