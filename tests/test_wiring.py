@@ -167,13 +167,17 @@ def sg2_path_lengths(G, inputs: dict, y: torch.Tensor) -> torch.Tensor:
     return grad.square().sum(2).mean(1).sqrt()
 
 
-@pytest.fixture(scope="module")
-def sg2_step0():
-    r = make(stylegan2, SG2)
+def recorded_first_step(r):
+    """(recipe, its tape, the reals) after one recorded train_step at step 0."""
     tape = Tape(r)
     reals, labels = batch(r.cfg, r.cfg.batch_size, 0)
     r.train_step(reals, labels)
     return r, tape, reals
+
+
+@pytest.fixture(scope="module")
+def sg2_step0():
+    return recorded_first_step(make(stylegan2, SG2))
 
 
 def test_stylegan2_d_loss_is_logistic_on_reals_and_mixed_fakes(sg2_step0):
@@ -610,10 +614,7 @@ def aug_ref(x: torch.Tensor, seed: int, step: int, tag: str, p: float = ADA_P) -
 def sg2_ada_step0():
     r = make(stylegan2, dict(SG2, augment="ada"))
     r.ada.p = torch.tensor(ADA_P, dtype=torch.float64)
-    tape = Tape(r)
-    reals, labels = batch(r.cfg, r.cfg.batch_size, 0)
-    r.train_step(reals, labels)
-    return r, tape, reals
+    return recorded_first_step(r)
 
 
 def test_stylegan2_ada_d_loss_sees_augmented_reals_and_fakes(sg2_ada_step0):
