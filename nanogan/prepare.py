@@ -4,7 +4,7 @@
         [--transform center-crop|resize] [--max-images N] [--workers K] [--skip-bad] [--overwrite]
 
 SRC is an image folder (first-level sub-folders are classes), a zip of images (both listed by
-`data.ImageSource`), a CIFAR-10 folder (binary version), a Fashion-MNIST folder, `fashion-mnist`
+`sources.ImageSource`), a CIFAR-10 folder (binary version), a Fashion-MNIST folder, `fashion-mnist`
 (the train split, found or downloaded as in `data.py`) or a zip made by this command (its labels
 are kept: re-preparing at another size). Non-image files are ignored and counted. The output is a
 plain zip (ZIP_STORED: PNG is compressed already) holding
@@ -19,7 +19,7 @@ order for CIFAR-10 and Fashion-MNIST), unreadable images removed (`skip_bad`), t
 `max_images`. Every member has a fixed date, so the same inputs give the same bytes.
 
 Geometry. `center-crop` crops the largest centred square and resizes it with Lanczos: exactly
-`data.decode_image`, so a prepared zip holds the pixels the in-memory path would train on.
+`sources.decode_image`, so a prepared zip holds the pixels the in-memory path would train on.
 `resize` squashes the whole image to R×R (Lanczos). CIFAR-10 and Fashion-MNIST (28² padded with
 zeros to 32²) are square and resized like `data.py` does (antialiased bilinear).
 
@@ -58,12 +58,13 @@ from PIL import Image, UnidentifiedImageError
 
 from nanogan.checkpoint import fsync_folder
 from nanogan.config import ConfigError, check_resolution
-from nanogan.data import (CIFAR10_CLASSES, FASHION_MNIST_CLASSES, FASHION_MNIST_FILES, DataError,
-                          PREPARED_FORMAT, PREPARED_VERSION, DatasetNotFoundError, ImageSource,
-                          UnreadableImageError, _native_resolution, cifar10_folder, convert_mode,
-                          decode_image, grey, load_cifar10, load_fashion_mnist, resize_batch)
+from nanogan.data import (CIFAR10_CLASSES, FASHION_MNIST_CLASSES, FASHION_MNIST_FILES,
+                          DatasetNotFoundError, cifar10_folder, grey, load_cifar10,
+                          load_fashion_mnist, resize_batch)
+from nanogan.sources import (PREPARED_FORMAT, PREPARED_VERSION, DataError, ImageSource,
+                             UnreadableImageError, _native_resolution, convert_mode, decode_image)
 
-FORMAT_VERSION = PREPARED_VERSION  # the format written: data.py reads it (and older ones)
+FORMAT_VERSION = PREPARED_VERSION  # the format written: sources.py reads it (and older ones)
 TRANSFORMS = ("center-crop", "resize")
 CHUNK = {"files": 32, "arrays": 256}  # images per task sent to a worker
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # a fixed member date: the same inputs give the same zip
@@ -80,7 +81,7 @@ def decode(data: bytes, resolution: int, channels: int,
            transform: str = "center-crop") -> np.ndarray:
     """Encoded image bytes -> uint8 (channels, resolution, resolution).
 
-    center-crop: `data.decode_image` (largest centred square, Lanczos). resize: the whole image
+    center-crop: `sources.decode_image` (largest centred square, Lanczos). resize: the whole image
     resized to resolution² with Lanczos, aspect ratio ignored. Both convert modes alike: alpha
     composited on black, 16-bit scaled by 255/65535, palette expanded, grey <-> RGB.
     """
@@ -89,7 +90,7 @@ def decode(data: bytes, resolution: int, channels: int,
     if transform != "resize":
         raise ValueError(f"transform must be one of {list(TRANSFORMS)}, got {transform!r}")
     with Image.open(io.BytesIO(data)) as image:
-        image = convert_mode(image, channels)  # data.decode_image's conversions
+        image = convert_mode(image, channels)  # sources.decode_image's conversions
     if image.size != (resolution, resolution):
         image = image.resize((resolution, resolution), Image.Resampling.LANCZOS)
     array = np.asarray(image)
@@ -138,7 +139,7 @@ def _init_worker(source: ImageSource | None) -> None:
 
 
 class FileSource:
-    """The images of a folder or zip, as `data.ImageSource` lists them (sorted, labels from the
+    """The images of a folder or zip, as `sources.ImageSource` lists them (sorted, labels from the
     sub-folders; a prepared zip keeps the labels, class names and, by default, the channels and
     resolution of its dataset.json)."""
 
@@ -270,10 +271,10 @@ def prepare(src: str | Path | Source, out: str | Path, *, resolution: int | None
 
     Parameters
     ----------
-    resolution : a power of two in data.RESOLUTIONS; default the source's native one (the largest
+    resolution : a power of two in sources.RESOLUTIONS; default the source's native one (the largest
         not above the first image's shorter side; 32 for CIFAR-10 and Fashion-MNIST).
     channels : 1 or 3; default 3, Fashion-MNIST 1.
-    transform : "center-crop" (largest centred square, as data.decode_image) or "resize".
+    transform : "center-crop" (largest centred square, as sources.decode_image) or "resize".
     max_images : keep the first N readable images of the source's order.
     workers : decoding processes (default os.cpu_count(); 1 decodes in this process).
     skip_bad : skip unreadable images (listed in dataset.json's "skipped") instead of raising

@@ -1,13 +1,12 @@
-"""Datasets: where Fashion-MNIST is found, idx parsing and checksums, image folders, zips and
-CIFAR-10 decoded once into a cache, x-flips, the uint8 <-> float mapping and the data order."""
+"""Datasets: where Fashion-MNIST is found, idx parsing and checksums, CIFAR-10, what
+open_dataset accepts and refuses (bad images in a folder named or skipped alike on both paths),
+the uint8 <-> float mapping and the data order. Sources, the decoded cache and streaming have
+their own files (test_sources.py, test_decoded.py, test_streaming.py)."""
 
 import gzip
 import hashlib
 import itertools
-import os
-import pickle
 import urllib.error
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -15,13 +14,13 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
-from PIL import Image
 from strategies import generator, seeds
+from test_sources import folder  # noqa: F401 - a fixture
 
 from nanogan import data
-from nanogan.data import (DataError, DatasetNotFoundError, ImageDataset, InfiniteSampler,
-                          find_fashion_mnist, has_test_split, load_fashion_mnist, open_dataset,
-                          read_idx, to_float, to_uint8)
+from nanogan.data import (DataError, DatasetNotFoundError, InfiniteSampler, find_fashion_mnist,
+                          has_test_split, load_fashion_mnist, open_dataset, read_idx, to_float,
+                          to_uint8)
 
 FILES = list(data.FASHION_MNIST_FILES)
 REAL = data.DEBIAN_FASHION_MNIST
@@ -189,20 +188,7 @@ def test_real_train_split():
     assert torch.bincount(labels).tolist() == [6000] * 10
 
 
-# ---------------------------------------------------------------------------- the dataset
-
-
-def test_xflip_doubles_the_dataset_with_mirrors():
-    """Index n + i is image i mirrored left to right, with the same label."""
-    images = torch.arange(3 * 4 * 4, dtype=torch.uint8).reshape(3, 1, 4, 4)
-    dataset = ImageDataset(images, [0, 1, 2], name="t", class_names="abc", xflip=True)
-    assert len(dataset) == 6
-    for i in range(3):
-        assert torch.equal(dataset[i + 3][0], dataset[i][0].flip(-1)) and dataset[i + 3][1] == i
-    batch = dataset.images_uint8(torch.tensor([4, 0, 4]))
-    assert torch.equal(batch, torch.stack([dataset[4][0], dataset[0][0], dataset[4][0]]))
-    with pytest.raises(IndexError):
-        dataset[6]
+# ------------------------------------------------------------------ pixels and data order
 
 
 @given(seed=seeds)
@@ -254,104 +240,6 @@ def test_rejects_bad_arguments():
 # ------------------------------------------------------------------- image folders and zips
 
 
-def save(path: Path, array, mode=None, **options):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image = Image.fromarray(np.asarray(array, np.uint8)) if mode is None else array
-    image.save(path, **options)
-    return path
-
-
-def solid(color, size=(8, 8)):
-    """An RGB array of one colour, (h, w, 3)."""
-    return np.broadcast_to(np.array(color, np.uint8), (size[1], size[0], 3))
-
-
-@pytest.fixture
-def folder(tmp_path):
-    """Two classes (one with a nested folder), mixed extensions and case, a hidden file, a text."""
-    root = tmp_path / "shapes"
-    save(root / "circle" / "a.png", solid((255, 0, 0)))
-    save(root / "circle" / "deeper" / "b.JPG", solid((250, 0, 0)), quality=95)
-    save(root / "square" / "c.bmp", solid((0, 255, 0)))
-    save(root / "square" / "d.webp", solid((0, 0, 255)), lossless=True)
-    save(root / "square" / ".hidden.png", solid((1, 2, 3)))
-    (root / "square" / "notes.txt").write_text("not an image")
-    return root
-
-
-def test_folder_labels_come_from_first_level_folders(folder, tmp_path):
-    """Every image below a first-level folder gets that folder's label, names sorted."""
-    dataset = open_dataset(folder, resolution=4, cache_dir=tmp_path / "cache")
-    assert dataset.class_names == ("circle", "square") and dataset.num_classes == 2
-    assert len(dataset) == 4 and dataset.channels == 3 and dataset.resolution == 4
-    assert [dataset[i][1] for i in range(4)] == [0, 0, 1, 1]
-    assert dataset[2][0].shape == (3, 4, 4) and dataset[2][0].dtype == torch.uint8
-    assert dataset[2][0][:, 0, 0].tolist() == [0, 255, 0]
-    assert dataset[1][0][0].float().mean() > 240  # the JPEG in circle/deeper/
-    assert dataset.name.endswith("shapes@4px-3ch")
-    save(folder / "loose.png", solid((9, 9, 9)))
-    unlabeled = open_dataset(folder, resolution=4, cache_dir=tmp_path / "cache")
-    assert unlabeled.num_classes == 0 and len(unlabeled) == 5
-    assert {unlabeled[i][1] for i in range(5)} == {0}
-
-
-def reference_composite(rgba):
-    """Alpha compositing on black, from its definition: c · α / 255."""
-    rgba = np.asarray(rgba, np.float64)
-    return np.round(rgba[..., :3] * rgba[..., 3:] / 255)
-
-
-def reference_luma(rgb):
-    """ITU-R 601-2 luma: 0.299 R + 0.587 G + 0.114 B."""
-    return np.asarray(rgb, np.float64) @ np.array([0.299, 0.587, 0.114])
-
-
-def test_modes_become_the_requested_channels(tmp_path):
-    """Grey, RGB, RGBA (on black), palette and 16-bit images all become uint8 with c channels."""
-    g = np.random.default_rng(0)
-    rgba = g.integers(0, 256, (4, 4, 4)).astype(np.uint8)
-    grey16 = g.integers(0, 65536, (4, 4)).astype(np.uint16)
-    root = tmp_path / "modes"
-    save(root / "0-grey.png", rgba[..., 0])
-    save(root / "1-rgb.png", rgba[..., :3])
-    save(root / "2-rgba.png", rgba)
-    save(root / "3-palette.gif", Image.fromarray(rgba[..., :3]).quantize(16), mode="P")
-    save(root / "4-grey16.png", Image.fromarray(grey16), mode="I;16")
-    with Image.open(root / "3-palette.gif") as p:
-        palette_rgb = np.asarray(p.convert("RGB"), np.float64)
-    expected = [np.repeat(rgba[..., :1], 3, -1), rgba[..., :3], reference_composite(rgba),
-                palette_rgb, np.repeat(np.round(grey16 / 257)[..., None], 3, -1)]
-    colour = open_dataset(root, resolution=4, cache_dir=tmp_path / "c")
-    grey = open_dataset(root, resolution=4, channels=1, cache_dir=tmp_path / "c")
-    assert colour.num_classes == 0 and grey.channels == 1
-    for i, want in enumerate(expected):
-        rounding = 1 if i == 2 else 0  # Pillow's compositing rounds its own way
-        got = colour[i][0].permute(1, 2, 0).numpy().astype(np.float64)
-        np.testing.assert_allclose(got, want, atol=rounding)
-        np.testing.assert_allclose(grey[i][0][0].numpy(), reference_luma(want),
-                                   atol=rounding + 0.51)
-
-
-def test_centre_crop_geometry(tmp_path):
-    """Wide and tall images keep their centred square: red | green | blue thirds give green."""
-    wide = np.concatenate([solid((255, 0, 0), (16, 16)), solid((0, 255, 0), (16, 16)),
-                           solid((0, 0, 255), (16, 16))], axis=1)  # (16, 48, 3)
-    save(tmp_path / "crop" / "wide.png", wide)
-    save(tmp_path / "crop" / "tall.png", wide.transpose(1, 0, 2))
-    save(tmp_path / "crop" / "wide_big.png", np.repeat(np.repeat(wide, 4, 0), 4, 1))
-    for resolution in (4, 16):
-        dataset = open_dataset(tmp_path / "crop", resolution=resolution, cache_dir=tmp_path / "c")
-        for i in range(3):
-            image = dataset[i][0]
-            assert image.shape == (3, resolution, resolution)
-            assert (image[1] == 255).all() and (image[0] == 0).all() and (image[2] == 0).all()
-    marker = np.zeros((16, 32, 3), np.uint8)
-    marker[5, 8 + 3] = 255  # row 5, column 3 of the centred 16×16 square
-    save(tmp_path / "mark" / "m.png", marker)
-    image = open_dataset(tmp_path / "mark", resolution=16, cache_dir=tmp_path / "c")[0][0]
-    assert image[0].nonzero().tolist() == [[5, 3]]
-
-
 def test_corrupt_images_are_named_or_skipped(folder, tmp_path, caplog):
     """A truncated or garbage file raises DataError naming it; skip_bad records it, and its index
     gives the next readable image with that image's label (modulo n), as the stream does."""
@@ -361,7 +249,7 @@ def test_corrupt_images_are_named_or_skipped(folder, tmp_path, caplog):
     with pytest.raises(DataError) as err:
         open_dataset(folder, resolution=4, cache_dir=tmp_path / "cache")
     assert str(folder / "circle" / "truncated.png") in str(err.value)
-    with caplog.at_level("WARNING", logger="nanogan.data"):
+    with caplog.at_level("WARNING", logger="nanogan.decoded"):
         dataset = open_dataset(folder, resolution=4, skip_bad=True, cache_dir=tmp_path / "cache")
     assert len(dataset) == 6 and "skipped 2 unreadable images" in caplog.text
     assert [p for p, _ in dataset.skipped] == [str(folder / "circle" / "truncated.png"),
@@ -382,59 +270,6 @@ def test_corrupt_images_are_named_or_skipped(folder, tmp_path, caplog):
         open_dataset(folder, resolution=4, cache_dir=tmp_path / "cache")
 
 
-def test_cache_is_reused_and_invalidated(folder, tmp_path, monkeypatch):
-    """A second open reads the cache without decoding; touching the folder decodes again.
-
-    Editing a file in place changes no directory's mtime and is not seen (documented: touch
-    the folder), which is what makes a start cost one stat per directory instead of per file.
-    """
-    first = open_dataset(folder, resolution=4, cache="ram", cache_dir=tmp_path / "cache")
-    calls = []
-
-    def broken(*args):
-        calls.append(args)
-        raise AssertionError("decoded again")
-
-    monkeypatch.setattr(data, "decode_image", broken)
-    second = open_dataset(folder, resolution=4, cache="ram", cache_dir=tmp_path / "cache")
-    assert not calls and torch.equal(second.images_uint8(range(4)), first.images_uint8(range(4)))
-    save(folder / "square" / "c.bmp", solid((0, 254, 0)))
-    open_dataset(folder, resolution=4, cache="ram", cache_dir=tmp_path / "cache")
-    assert not calls  # an in-place edit: the cache is kept
-    os.utime(folder, ns=(10**18, 10**18))  # `touch shapes/`
-    with pytest.raises(DataError, match="decoded again"):
-        open_dataset(folder, resolution=4, cache="ram", cache_dir=tmp_path / "cache")
-    monkeypatch.undo()
-    open_dataset(folder, resolution=4, cache="ram", cache_dir=tmp_path / "cache")
-    monkeypatch.setattr(data, "decode_image", broken)
-    save(folder / "circle" / "deeper" / "new.png", solid((1, 1, 1)))  # a second-level folder
-    with pytest.raises(DataError, match="decoded again"):
-        open_dataset(folder, resolution=4, cache="ram", cache_dir=tmp_path / "cache")
-    with pytest.raises(DataError, match="decoded again"):  # another resolution, another cache
-        open_dataset(tmp_path / "shapes", resolution=8, cache_dir=tmp_path / "cache")
-    assert not [p for p in (tmp_path / "cache").iterdir() if p.name.startswith(".")]
-
-
-def test_zip_matches_folder(folder, tmp_path):
-    """A zip of a folder (wrapper folder included) reads like the folder itself."""
-    archive = tmp_path / "shapes.zip"
-    with zipfile.ZipFile(archive, "w") as z:
-        for path in sorted(folder.rglob("*")):
-            z.write(path, path.relative_to(tmp_path).as_posix())
-    from_zip = open_dataset(archive, resolution=4, cache_dir=tmp_path / "cache")
-    from_folder = open_dataset(folder, resolution=4, cache_dir=tmp_path / "cache")
-    assert from_zip.class_names == from_folder.class_names and len(from_zip) == 4
-    assert torch.equal(from_zip.images_uint8(range(4)), from_folder.images_uint8(range(4)))
-    assert from_zip.labels().tolist() == from_folder.labels().tolist()
-    with zipfile.ZipFile(archive, "a") as z:
-        z.writestr("shapes/square/broken.png", b"\x89PNG\r\n\x1a\n broken")
-    with pytest.raises(DataError, match=r"shapes\.zip:shapes/square/broken\.png"):
-        open_dataset(archive, resolution=4, cache_dir=tmp_path / "cache")
-    (tmp_path / "not.zip").write_bytes(b"nope")
-    with pytest.raises(DataError, match="not a readable zip"):
-        open_dataset(tmp_path / "not.zip", cache_dir=tmp_path / "cache")
-
-
 def test_empty_sources_are_named(tmp_path):
     (tmp_path / "empty" / "sub").mkdir(parents=True)
     (tmp_path / "empty" / "sub" / "readme.txt").write_text("no images here")
@@ -442,16 +277,6 @@ def test_empty_sources_are_named(tmp_path):
         open_dataset(tmp_path / "empty", cache_dir=tmp_path / "cache")
     with pytest.raises(ValueError, match="only one split"):
         open_dataset(tmp_path / "empty", split="test")
-
-
-def test_native_resolution_and_pickling(tmp_path):
-    """Without a resolution, the largest power of two that fits the first image is used."""
-    save(tmp_path / "big" / "a.png", np.zeros((40, 70, 3), np.uint8))
-    dataset = open_dataset(tmp_path / "big", xflip=True, cache_dir=tmp_path / "cache")
-    assert dataset.resolution == 32 and len(dataset) == 2
-    clone = pickle.loads(pickle.dumps(dataset))
-    assert len(pickle.dumps(dataset)) < 2000  # the memmap is reopened, not copied
-    assert torch.equal(clone.images_uint8([0, 1]), dataset.images_uint8([0, 1]))
 
 
 def test_loader_batches(folder, tmp_path):

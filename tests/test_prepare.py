@@ -1,5 +1,5 @@
 """The preparation command: folders, zips, CIFAR-10 and Fashion-MNIST -> a zip of PNGs with the
-labels inside; pixels checked against data.decode_image, PIL's own resize and numpy references;
+labels inside; pixels checked against sources.decode_image, PIL's own resize and numpy references;
 bad input named; interrupted runs leave nothing behind."""
 
 import gzip
@@ -19,8 +19,9 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from PIL import Image
 
-from nanogan import data, prepare as prep
-from nanogan.data import CIFAR10_CLASSES, FASHION_MNIST_CLASSES, DataError, UnreadableImageError
+from nanogan import data, prepare as prep, sources
+from nanogan.data import CIFAR10_CLASSES, FASHION_MNIST_CLASSES
+from nanogan.sources import DataError, UnreadableImageError
 from nanogan.prepare import FORMAT_VERSION, PREPARED_FORMAT, prepare
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,7 +63,7 @@ def read_prepared(out: Path) -> tuple[dict, list[np.ndarray]]:
 
 @pytest.fixture(autouse=True)
 def private_cache(tmp_path_factory, monkeypatch):
-    """Folder indexes (data.ImageSource) go to a temporary cache, not the user's."""
+    """Folder indexes (sources.ImageSource) go to a temporary cache, not the user's."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
 
 
@@ -74,7 +75,7 @@ def no_leftovers(folder: Path) -> list[str]:
 
 
 def test_a_labeled_folder_becomes_a_zip_of_decode_image_pixels(tmp_path):
-    """Sub-folders are classes; each PNG holds exactly what data.decode_image makes of its file."""
+    """Sub-folders are classes; each PNG holds exactly what decode_image makes of its file."""
     sizes = {"cat/a.png": (12, 20), "cat/b.jpg": (20, 12), "dog/c.png": (9, 9),
              "dog/d/e.png": (16, 16)}
     files = []
@@ -94,7 +95,7 @@ def test_a_labeled_folder_becomes_a_zip_of_decode_image_pixels(tmp_path):
     assert (meta["resolution"], meta["channels"], meta["transform"]) == (8, 3, "center-crop")
     assert meta["skipped"] == [] and meta["source"] == str(tmp_path / "src")
     for path, image in zip(files, images):
-        np.testing.assert_array_equal(image, data.decode_image(path.read_bytes(), 8, 3))
+        np.testing.assert_array_equal(image, sources.decode_image(path.read_bytes(), 8, 3))
     assert (summary["images"], summary["skipped"], summary["ignored"]) == (4, 0, 1)
     assert summary["class_names"] == ["cat", "dog"] and summary["out"] == str(tmp_path / "out.zip")
     assert seen == sorted(seen) and seen[-1] == 4
@@ -112,7 +113,7 @@ def test_a_labeled_folder_becomes_a_zip_of_decode_image_pixels(tmp_path):
     assert small["class_names"] == ["cat", "dog"] and small["labels"] == [0, 0, 1, 1]
     with zipfile.ZipFile(tmp_path / "out.zip") as archive:
         np.testing.assert_array_equal(
-            small_images[2], data.decode_image(archive.read("images/00000002.png"), 4, 3))
+            small_images[2], sources.decode_image(archive.read("images/00000002.png"), 4, 3))
 
 
 def test_a_grey_prepared_zip_stays_grey_when_prepared_again(tmp_path):
@@ -172,7 +173,7 @@ def test_max_images_keeps_the_first_and_workers_do_not_change_a_byte(tmp_path, m
     meta, images = read_prepared(tmp_path / "first3-2.zip")
     assert meta["class_names"] == [] and meta["labels"] == [0, 0, 0]
     for path, image in zip(paths[:3], images):
-        np.testing.assert_array_equal(image, data.decode_image(path.read_bytes(), 4, 3))
+        np.testing.assert_array_equal(image, sources.decode_image(path.read_bytes(), 4, 3))
     assert read_prepared(tmp_path / "all-2.zip")[0]["images"] == 7
     for name in ("first3", "all"):
         one, two = (tmp_path / f"{name}-{w}.zip" for w in (1, 2))
@@ -286,7 +287,7 @@ def test_a_corrupt_image_is_named_or_skipped_and_counted(tmp_path):
     assert summary["images"] == 2 and summary["skipped"] == 1
     assert [where for where, _ in meta["skipped"]] == [str(src / "1.png")]
     for path, image in zip(good[:2], images):
-        np.testing.assert_array_equal(image, data.decode_image(path.read_bytes(), 8, 3))
+        np.testing.assert_array_equal(image, sources.decode_image(path.read_bytes(), 8, 3))
     for path in good:
         path.write_bytes(b"junk")
     with pytest.raises(DataError, match="none of its 4 images could be read"):
@@ -309,7 +310,7 @@ def test_max_images_with_a_bad_image_in_a_late_chunk_is_exact_with_any_workers(t
     good = paths[:7] + paths[8:]
     assert len(images) == 9 and [w for w, _ in meta["skipped"]] == [str(paths[7])]
     for path, image in zip(good, images):
-        np.testing.assert_array_equal(image, data.decode_image(path.read_bytes(), 8, 3))
+        np.testing.assert_array_equal(image, sources.decode_image(path.read_bytes(), 8, 3))
     assert (tmp_path / "out-1.zip").read_bytes() == (tmp_path / "out-2.zip").read_bytes()
 
 

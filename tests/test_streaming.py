@@ -1,14 +1,12 @@
 """Streaming data: a prepared zip (or a folder, or a plain zip) decoded one image per item gives
 exactly the decoded path's pixels; start-up reads only a directory; loaders with workers and
-Accelerate's batch shards see the same data as one process; the decoded cache is built by one
-of several processes; bad input is named."""
+Accelerate's batch shards see the same data as one process; open_dataset's choice between the
+paths; a bad image named or replaced by the next; under torchrun the decoded cache is built by
+one of the processes. (The sources and the decoded cache: test_sources.py, test_decoded.py.)"""
 
 from __future__ import annotations
 
-import io
-import json
 import logging
-import multiprocessing
 import os
 import pickle
 import zipfile
@@ -19,66 +17,13 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from test_sources import cache, png_pixels, prepared, smooth_images, write_prepared  # noqa: F401
 
-from nanogan import data
-from nanogan.data import (DataError, ImageDataset, InfiniteSampler, StreamingDataset,
-                          UnreadableImageError, open_dataset)
-
-
-def smooth_images(n: int, channels: int, resolution: int, seed: int = 0) -> np.ndarray:
-    """uint8 (n, c, r, r): upsampled noise, so neighbouring pixels differ as in photographs."""
-    g = np.random.default_rng(seed)
-    coarse = g.integers(0, 256, (n, channels, 4, 4)).astype(np.float64)
-    fine = np.repeat(np.repeat(coarse, resolution // 4, 2), resolution // 4, 3)
-    return np.clip(fine + g.normal(0, 20, fine.shape), 0, 255).astype(np.uint8)
-
-
-def png_bytes(image: np.ndarray) -> bytes:
-    """One (c, r, r) uint8 image as an 8-bit "L" or "RGB" PNG."""
-    buffer = io.BytesIO()
-    Image.fromarray(image[0] if len(image) == 1 else image.transpose(1, 2, 0)).save(buffer, "png")
-    return buffer.getvalue()
-
-
-def write_prepared(path: Path, images: np.ndarray, labels=None, class_names=(), *,
-                   members: dict[str, bytes | None] | None = None,
-                   meta: dict | bytes | None = None) -> Path:
-    """A zip in nanogan.prepare's format, written from the format's definition (not by prepare)."""
-    n, c, r = len(images), images.shape[1], images.shape[-1]
-    fields = {"format": "nanogan-dataset", "version": 1, "resolution": r, "channels": c,
-              "class_names": list(class_names), "images": n,
-              "labels": [0] * n if labels is None else [int(y) for y in labels], "skipped": [],
-              "source": "test", "transform": "center-crop"}
-    meta = meta if isinstance(meta, bytes) else json.dumps(fields | (meta or {}))
-    files = {f"images/{i:08d}.png": png_bytes(images[i]) for i in range(n)} | (members or {})
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as z:
-        for name, content in files.items():
-            if content is not None:
-                z.writestr(name, content)
-        z.writestr("dataset.json", meta)
-    return path
-
-
-def png_pixels(archive: Path, member: str, channels: int) -> np.ndarray:
-    """The independent oracle: the member read by zipfile and Pillow alone, as (c, r, r)."""
-    with zipfile.ZipFile(archive) as z, Image.open(io.BytesIO(z.read(member))) as image:
-        array = np.asarray(image)
-    return array[None] if channels == 1 else array.transpose(2, 0, 1)
-
-
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    monkeypatch.delenv("NANOGAN_CACHE_BUDGET", raising=False)
-    return tmp_path / "cache"
-
-
-@pytest.fixture
-def prepared(tmp_path):
-    """12 RGB 8×8 images in a prepared zip, labelled by dataset.json (not by any folder)."""
-    images = smooth_images(12, 3, 8, seed=1)
-    labels = np.arange(12) % 3
-    return write_prepared(tmp_path / "set.zip", images, labels, ["cat", "dog", "owl"]), images
+from nanogan import data, decoded, sources, streaming
+from nanogan.data import InfiniteSampler, open_dataset
+from nanogan.decoded import ImageDataset
+from nanogan.sources import DataError, UnreadableImageError
+from nanogan.streaming import StreamingDataset
 
 
 # ------------------------------------------------------------------------------ exactness
@@ -192,87 +137,14 @@ def test_prepared_start_up_decodes_and_reads_no_image(prepared, cache, monkeypat
     def forbidden(*args):
         raise AssertionError("an image was read at start-up")
 
-    monkeypatch.setattr(data, "decode_image", forbidden)
-    monkeypatch.setattr(data.ZipMembers, "read", forbidden)
+    for module in (streaming, decoded):
+        monkeypatch.setattr(module, "decode_image", forbidden)
+    monkeypatch.setattr(sources.ZipMembers, "read", forbidden)
     dataset = open_dataset(archive, cache="auto", cache_budget=0, cache_dir=cache)
     assert isinstance(dataset, StreamingDataset) and len(dataset) == 12
     assert dataset.resolution == 8 and dataset.class_names == ("cat", "dog", "owl")
     with pytest.raises(UnreadableImageError, match="an image was read"):
         dataset[0]
-
-
-def test_folder_index_is_listed_once(tmp_path, cache, monkeypatch):
-    """A second start lists no directory and stats no file; a new file is seen at the next."""
-    root = tmp_path / "pics"
-    for i, c in enumerate("ab" * 3):
-        (root / c).mkdir(parents=True, exist_ok=True)
-        Image.fromarray(smooth_images(1, 3, 8, seed=i)[0].transpose(1, 2, 0)).save(
-            root / c / f"{i}.png")
-    first = open_dataset(root, resolution=8, cache="stream", cache_dir=cache)
-    stats = []
-    real_stat = os.stat
-
-    def counting_stat(path, *args, **kwargs):
-        stats.append(Path(path))
-        return real_stat(path, *args, **kwargs)
-
-    def no_listing(*args):
-        raise AssertionError("listed again")
-
-    with monkeypatch.context() as m:
-        m.setattr(os, "stat", counting_stat)
-        m.setattr(os, "scandir", no_listing)
-        m.setattr(os, "walk", no_listing)
-        again = open_dataset(root, resolution=8, cache="stream", cache_dir=cache)
-    assert len(again) == 6 and again.labels().tolist() == first.labels().tolist()
-    assert not [p for p in stats if p.suffix == ".png"]  # one stat per directory, none per file
-    Image.fromarray(np.zeros((8, 8), np.uint8)).save(root / "b" / "new.png")
-    assert len(open_dataset(root, resolution=8, cache="stream", cache_dir=cache)) == 7
-
-
-# ------------------------------------------------------------------ one decoded copy
-
-
-def _open_in_child(folder, cache_dir, counter, barrier, queue):
-    """Runs in a spawned process: count decodes in a file, open the folder with the others."""
-    decode_all = data._decode_all
-
-    def counted(*args):
-        with open(counter, "a") as f:
-            f.write(f"{os.getpid()}\n")
-        import time
-        time.sleep(0.5)  # hold the lock long enough for the other process to arrive
-        return decode_all(*args)
-
-    data._decode_all = counted
-    barrier.wait()
-    dataset = open_dataset(folder, resolution=8, cache="ram", cache_dir=Path(cache_dir))
-    queue.put(dataset.images_uint8(range(len(dataset))).numpy())
-
-
-def test_two_processes_decode_once(tmp_path):
-    """Two processes opening one folder at once: one decodes, the other waits and maps it."""
-    folder = tmp_path / "pics"
-    folder.mkdir()
-    for i, image in enumerate(smooth_images(4, 3, 8)):
-        Image.fromarray(image.transpose(1, 2, 0)).save(folder / f"{i}.png")
-    ctx = multiprocessing.get_context("spawn")
-    barrier, queue = ctx.Barrier(2), ctx.Queue()
-    counter = tmp_path / "decodes.txt"
-    children = [ctx.Process(target=_open_in_child, args=(str(folder), str(tmp_path / "cache"),
-                                                         str(counter), barrier, queue))
-                for _ in range(2)]
-    for child in children:
-        child.start()
-    results = [queue.get(timeout=120) for _ in children]
-    for child in children:
-        child.join(60)
-        assert child.exitcode == 0
-    assert len(counter.read_text().split()) == 1
-    assert np.array_equal(results[0], results[1]) and results[0].shape == (4, 3, 8, 8)
-    files = sorted(p.name for p in (tmp_path / "cache").iterdir())
-    assert len([f for f in files if f.endswith(".images.npy")]) == 1
-    assert not [f for f in files if f.startswith(".")]  # no temporary file left
 
 
 # ----------------------------------------------------------------------------- cache modes
@@ -329,25 +201,11 @@ def test_corrupt_member_is_named_or_replaced_by_the_next(tmp_path, cache, caplog
     with pytest.raises(UnreadableImageError, match=r"bad\.zip:images/00000001\.png: cannot read"):
         dataset[1]
     lenient = open_dataset(archive, cache="stream", xflip=True, skip_bad=True, cache_dir=cache)
-    with caplog.at_level(logging.WARNING, logger="nanogan.data"):
+    with caplog.at_level(logging.WARNING, logger="nanogan.streaming"):
         assert lenient[1][1] == 2 and torch.equal(lenient[1][0], torch.from_numpy(images[2]))
         assert torch.equal(lenient[5][0], torch.from_numpy(images[2]).flip(-1))
     assert caplog.text.count("images/00000001.png") == 1  # one warning per bad image
     assert [w for w, _ in lenient.skipped] == [f"{archive}:images/00000001.png"]
-
-
-def test_damaged_bytes_fail_the_crc_check(prepared, cache):
-    """Bytes changed inside a stored member are caught by its CRC-32, not decoded silently."""
-    archive, _ = prepared
-    raw = bytearray(archive.read_bytes())
-    with zipfile.ZipFile(archive) as z:
-        info = z.getinfo("images/00000002.png")
-    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
-    raw[start + info.compress_size - 9] ^= 0xFF  # inside the PNG's last chunk
-    archive.write_bytes(bytes(raw))
-    dataset = open_dataset(archive, cache="stream", cache_dir=cache)
-    with pytest.raises(UnreadableImageError, match=r"images/00000002\.png: .*CRC-32"):
-        dataset[2]
 
 
 def test_all_bad_with_skip_bad_says_so(tmp_path, cache):
@@ -358,97 +216,6 @@ def test_all_bad_with_skip_bad_says_so(tmp_path, cache):
     dataset = open_dataset(folder, resolution=8, cache="stream", skip_bad=True, cache_dir=cache)
     with pytest.raises(DataError, match="none of its 2 images could be read"):
         dataset[0]
-
-
-def test_truncated_zip_is_named_at_open(prepared, cache):
-    archive, _ = prepared
-    archive.write_bytes(archive.read_bytes()[:-100])
-    for mode in ("stream", "ram"):
-        with pytest.raises(DataError, match=rf"{archive}: not a readable zip archive"):
-            open_dataset(archive, cache=mode, cache_dir=cache)
-
-
-def test_folders_without_images_say_what_was_ignored(tmp_path, cache):
-    """An empty folder says it holds nothing; other files are counted by extension."""
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(DataError, match=r"empty: no images found .*holds no files.*\.png, \.jpg"):
-        open_dataset(tmp_path / "empty", cache_dir=cache)
-    docs = tmp_path / "docs"
-    (docs / "sub").mkdir(parents=True)
-    for name in ("a.txt", "sub/b.txt", "c.csv", ".DS_Store"):
-        (docs / name).write_text("x")
-    with pytest.raises(DataError) as err:
-        open_dataset(docs, cache="stream", cache_dir=cache)
-    message = str(err.value)
-    assert "ignored 4 other files (.txt ×2" in message and ".csv ×1" in message
-    assert "hidden ×1" in message and ".webp" in message and str(docs) in message
-
-
-@pytest.mark.parametrize("meta, message", [
-    (b"{not json", "not valid JSON"),
-    ({"format": "something-else"}, "format is 'something-else'"),
-    ({"version": 2}, "a version 2 dataset, newer than this nanogan reads"),
-    ({"labels": [0, 5, 0]}, r"'labels' must be a list of 3 class indices in \[0, 2\)"),
-    ({"resolution": 48}, "'resolution' must be one of"),
-    ({"images": 4, "labels": [0, 1, 0, 0]}, r"lists 4 images but images/00000003\.png is missing"),
-])
-def test_bad_dataset_json_is_named(tmp_path, cache, meta, message):
-    images = smooth_images(3, 3, 8)
-    archive = tmp_path / "meta.zip"
-    write_prepared(archive, images, [0, 1, 0], ["a", "b"], meta=meta)
-    for mode in ("stream", "ram"):
-        with pytest.raises(DataError, match=message) as err:
-            open_dataset(archive, cache=mode, cache_dir=cache)
-        assert str(archive) in str(err.value)
-
-
-def write_ada_zip(path: Path, images: np.ndarray, meta) -> tuple[Path, list[str]]:
-    """A zip laid out like StyleGAN2-ADA's dataset_tool: 00000/img00000000.png …, a root
-    dataset.json holding `meta` (written from ADA's documented format, not by its code)."""
-    names = [f"{i // 2:05d}/img{i:08d}.png" for i in range(len(images))]  # 2 a folder: 2 folders
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
-        for name, image in zip(names, images):
-            z.writestr(name, png_bytes(image))
-        z.writestr("dataset.json", json.dumps(meta))
-    return path, names
-
-
-def test_a_stylegan2_ada_zip_is_a_plain_zip_with_its_labels(tmp_path, cache):
-    """ADA's root dataset.json is not nanogan's metadata: the zip reads as images, its labels
-    mapped by member name (not by list order, not by its 00000/ folders), or none when null;
-    the .json counts as an ignored file."""
-    images = smooth_images(4, 3, 8, seed=7)
-    labels = {"00000/img00000000.png": 2, "00000/img00000001.png": 0,
-              "00001/img00000002.png": 1, "00001/img00000003.png": 2}
-    archive, names = write_ada_zip(tmp_path / "ada.zip", images,
-                                   {"labels": [[n, y] for n, y in reversed(labels.items())]})
-    for mode in ("stream", "ram"):
-        dataset = open_dataset(archive, cache=mode, cache_dir=cache)
-        assert dataset.labels().tolist() == [2, 0, 1, 2]
-        assert dataset.class_names == ("0", "1", "2") and len(dataset) == 4
-        for i, name in enumerate(names):
-            expected = torch.from_numpy(png_pixels(archive, name, 3).copy())
-            assert torch.equal(dataset[i][0], expected)
-    assert data.ImageSource(archive, cache).ignored == {".json": 1}
-    unlabeled, _ = write_ada_zip(tmp_path / "null.zip", images, {"labels": None})
-    for mode in ("stream", "ram"):
-        dataset = open_dataset(unlabeled, cache=mode, cache_dir=cache)
-        assert dataset.labels().tolist() == [0] * 4 and dataset.class_names == ()
-    bad, _ = write_ada_zip(tmp_path / "bad.zip", images, {"labels": [["00000/img00000000.png",
-                                                                       0]]})
-    with pytest.raises(DataError, match=r"bad\.zip:dataset\.json: \"labels\" must be null or a "
-                                        r"list .*00000/img00000001\.png has none"):
-        open_dataset(bad, cache="stream", cache_dir=cache)
-
-
-def test_an_lzma_member_is_refused_with_a_way_out(tmp_path, cache):
-    """A member compressed with a method nanogan does not read names deflate and the folder."""
-    path = tmp_path / "lzma.zip"
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_LZMA) as z:
-        z.writestr("a.png", png_bytes(smooth_images(1, 3, 8)[0]))
-    with pytest.raises(DataError, match=r"lzma\.zip:a\.png: .*re-zip it with deflate .*unzip it "
-                                        "and prepare the folder"):
-        open_dataset(path, cache="stream", cache_dir=cache)
 
 
 # ------------------------------------------------------------------- train.py end to end
@@ -494,14 +261,14 @@ def test_torchrun_on_a_prepared_zip_leaves_one_decoded_copy(prepared_64, tmp_pat
     wrapper.write_text(
         "import os, runpy, sys, time\n"
         f"sys.path.insert(0, {str(ROOT)!r})\n"
-        "from nanogan import data\n"
-        "decode_all = data._decode_all\n"
+        "from nanogan import decoded\n"
+        "decode_all = decoded._decode_all\n"
         "def counted(*args, **kwargs):\n"
         f"    with open({str(decodes)!r}, 'a') as f:\n"
         "        f.write(f'{os.getpid()}\\n')\n"
         "    time.sleep(1)  # a wide window for a second decode, were there no lock\n"
         "    return decode_all(*args, **kwargs)\n"
-        "data._decode_all = counted\n"
+        "decoded._decode_all = counted\n"
         f"sys.argv[0] = {str(ROOT / 'train.py')!r}\n"
         "runpy.run_path(sys.argv[0], run_name='__main__')\n")
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "xdg"), "OMP_NUM_THREADS": "1",
