@@ -7,6 +7,8 @@ HuggingFace Accelerate: `accelerate launch train.py ...` or `torchrun --nproc_pe
 the data -> check everything that could fail late (metrics setup, batch splits) -> build the
 Accelerator and the model's recipe -> train, with a tick every `--log-every` steps (log, trackers,
 stop requests), grids, numbered snapshots and metrics every few kimg -> save -> final metrics.
+The loop itself lives in nanogan/trainer.py (`Trainer`, `finish`); this script owns the command
+line, the Accelerator, the rich progress bar and messages (`RichDisplay`) and the exit codes.
 Only the main process writes files. Ctrl-C (or SIGTERM) stops at the next tick, saves, and
 exits; `--resume RUN` continues exactly where the run stopped, and `--resume auto` (for
 `torchrun --max-restarts N`) continues the run in `--out` if it has a checkpoint.
@@ -14,43 +16,34 @@ exits; `--resume RUN` continues exactly where the run stopped, and `--resume aut
 
 from __future__ import annotations
 
-import dataclasses
-import gc
-import json
-import math
+import contextlib
 import os
-import resource
-import signal
 import socket
 import sys
-import time
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import List, Optional
 
-import numpy as np
 import torch
 import typer
 from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
 from accelerate.utils import ProjectConfiguration
-from PIL import Image
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from nanogan import checkpoint, config, evaluate, models, runs
-from nanogan.data import (DataError, DatasetNotFoundError, InfiniteSampler,
-                          UnreadableImageError, has_test_split, open_dataset, subset, to_float)
-from nanogan.images import save_grid
-from nanogan.randomness import derive_seed
-from nanogan.recipe import unwrap
+from nanogan.data import DataError, DatasetNotFoundError, has_test_split, open_dataset
+from nanogan.runs import RUN_KEYS, Run
+from nanogan.sources import UnreadableImageError
+from nanogan.streaming import subset
+from nanogan.trainer import (Display, Options, Trainer, build_recipe, default_workers, finish,
+                             use_fast_kernels)
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 console = Console()
 errors = Console(stderr=True)
-# run options stored beside the config
-RUN_KEYS = ("_preset", "_data", "_mirror", "_skip_bad", "_max_images")
 PRECISIONS = ("no", "fp16", "bf16")
 
 
@@ -84,48 +77,7 @@ class ReportTo(str, Enum):
     all = "all"
 
 
-class StopFlag:
-    """First Ctrl-C / SIGTERM asks the loop to stop at the next tick; a second one aborts."""
-
-    def __init__(self):
-        self.requested = False
-        self.previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
-
-    def _handle(self, signum, frame):
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def restore(self):
-        for s, handler in self.previous.items():
-            signal.signal(s, handler)
-
-
 # ------------------------------------------------------------------------- settling the run
-
-
-@dataclasses.dataclass
-class Run:
-    """Everything decided before training: what to train, where, and how it started."""
-
-    model: str
-    preset: str
-    module: Any
-    cfg: Any
-    out: Path
-    seed: int
-    precision: str
-    data: Optional[str]
-    mirror: bool
-    skip_bad: bool
-    state: Optional[dict] = None  # the training state when resuming
-    max_images: Optional[int] = None  # a fixed subset of the data (None: all of it)
-
-    @property
-    def run_config(self) -> dict:
-        return config.to_dict(self.cfg) | {"_preset": self.preset, "_data": self.data,
-                                          "_mirror": self.mirror, "_skip_bad": self.skip_bad,
-                                          "_max_images": self.max_images}
 
 
 def _default_out(model: str, preset: str) -> Path:
@@ -287,266 +239,44 @@ def make_accelerator(module, precision: str = "no", *, report_to: tuple[str, ...
             find_unused_parameters=module.FIND_UNUSED_PARAMETERS, broadcast_buffers=False)])
 
 
-def use_fast_kernels(device: torch.device) -> None:
-    """On CUDA: TF32 matmuls and convolutions (Ampere and later), cuDNN autotuning (our shapes
-    are fixed per resolution, so the search runs once per shape)."""
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-        torch.backends.cudnn.benchmark = True
+# ---------------------------------------------------------------------------- display
 
 
-def build_recipe(module, cfg, accelerator: Accelerator, *, seed: int = 0, state=None,
-                 grad_accum: int = 1):
-    """The model's recipe on this process, its G, D and optimizers prepared by Accelerate.
+class RichDisplay(Display):
+    """The main process's progress bar and messages: results on stdout, warnings (yellow) and
+    errors (red) on stderr. Where stdout is not a terminal (a log file, a scheduler's capture),
+    every tick also prints one line: `kimg 1.28  250.8 img/s  loss_D … loss_G …`."""
 
-    Accelerate wraps a prepared model's forward in autocast; `unwrap_model(...,
-    keep_fp32_wrapper=False)` (its public way back) removes that wrapper again, because the
-    recipes enter `recipe.autocast()` themselves around the main phases only, so that R1, path
-    length and the gradient penalty run in fp32 (tested in test_precision.py on this path).
-    """
-    torch.manual_seed(seed)  # weight initialisation; identical on every process
-    recipe = module.Recipe(cfg, seed=seed, rank=accelerator.process_index,
-                           world=accelerator.num_processes, device=accelerator.device,
-                           backward=accelerator.backward, autocast=accelerator.autocast,
-                           accumulate=grad_accum)
-    if state is not None:
-        recipe.load_state_dict(state)
-    recipe.G, recipe.D, recipe.opt_G, recipe.opt_D = accelerator.prepare(
-        recipe.G, recipe.D, recipe.opt_G, recipe.opt_D)
-    for net in (recipe.G, recipe.D):
-        accelerator.unwrap_model(net, keep_fp32_wrapper=False)
-    recipe.G_ema.to(accelerator.device)
-    return recipe
+    def __init__(self, out: Console = console, err: Console = errors):
+        self.out, self.err, self.bar, self.task = out, err, None, None
 
-
-def data_stream(dataset, recipe, accelerator: Accelerator, workers: int):
-    """The data from this step on; its order is a function of (seed, step) alone. Each process
-    loads (and, streaming, decodes) only its own contiguous share of every global batch."""
-    per_step = recipe.batch_per_step
-    sampler = InfiniteSampler(len(dataset), seed=recipe.seed, start=recipe.step * per_step)
-    loader = torch.utils.data.DataLoader(
-        dataset, batch_size=per_step, sampler=sampler, drop_last=True, num_workers=workers,
-        pin_memory=accelerator.device.type == "cuda", persistent_workers=workers > 0)
-    return iter(accelerator.prepare_data_loader(loader))
-
-
-def default_workers(device: torch.device, world: int) -> int:
-    """0 on a CPU (the cores train); on an accelerator up to 4 loader processes per process."""
-    return 0 if device.type == "cpu" else max(1, min(4, (os.cpu_count() or 2) // max(world, 1) - 1))
-
-
-# ---------------------------------------------------------------------------- the loop
-
-
-class Trainer:
-    """The training loop of one process and what it writes at ticks, grids and snapshots."""
-
-    def __init__(self, run: Run, recipe, accelerator: Accelerator, dataset, opts: dict):
-        self.run, self.recipe, self.accelerator, self.dataset = run, recipe, accelerator, dataset
-        self.opts, self.out, self.main = opts, run.out, accelerator.is_main_process
-        self.grid_seeds, self.grid_labels = models.grid_inputs(run.module, run.cfg)
-        self.log_file = (self.out / "log.jsonl").open("a") if self.main else None
-        self.sums: dict[str, torch.Tensor] = {}  # per logged number: its sum and its count
-        self.counts: dict[str, int] = {}
-        self.rollbacks, self.started = 0, time.time()
-        self.reset_tick()
-
-    def reset_tick(self) -> None:
-        self.sums, self.counts, self.steps_in_tick = {}, {}, 0
-        self.tick_time, self.tick_images = time.perf_counter(), self.recipe.images_seen
-
-    def log(self, record: dict) -> None:
-        if self.main:
-            self.log_file.write(json.dumps(record) + "\n")
-            self.log_file.flush()
-
-    def here(self) -> dict:
-        return {"step": self.recipe.step, "kimg": self.recipe.images_seen / 1000}
-
-    # -- outputs ------------------------------------------------------------------------------
-    def write_reals(self) -> None:
-        n = min(len(self.dataset), len(self.grid_seeds))
-        reals = torch.stack([self.dataset[i][0] for i in range(n)])
-        save_grid(self.out / "reals.png", to_float(reals),
-                  nrow=models.grid_columns(self.run.cfg, len(reals)))
-
-    def write_grid(self) -> None:
-        recipe, cfg = self.recipe, self.run.cfg
-        recipe.before_sampling()
-        images = models.sample(self.run.module, recipe.G_ema, cfg, self.grid_seeds,
-                               self.grid_labels, **recipe.sampling_view())
-        path = self.out / "grids" / f"grid-{recipe.images_seen / 1000:09.3f}kimg.png"
-        save_grid(path, images, nrow=models.grid_columns(cfg, len(images)))
-        save_grid(self.out / "grid.png", images, nrow=models.grid_columns(cfg, len(images)))
-        grid = np.asarray(Image.open(path))
-        grid = grid[..., None] if grid.ndim == 2 else grid
-        for tracker in self.accelerator.trackers:
-            if tracker.name == "tensorboard":
-                tracker.log_images({"grid": grid[None]}, step=recipe.step, dataformats="NHWC")
-            elif hasattr(tracker, "log_images"):
-                tracker.log_images({"grid": [grid]}, step=recipe.step)
-
-    def save(self, snapshot: bool = True) -> None:
-        """Checkpoint, model file and (at --snapshot-kimg and at the end, not when interrupted,
-        so that preemptions do not push regular snapshots out) a numbered snapshot, pruned to
-        --keep-snapshots."""
-        recipe, run = self.recipe, self.run
-        recipe.before_sampling()
-        if self.main:
-            last = self.out / "checkpoint.safetensors"
-            checkpoint.save(last, recipe.state_dict(), kind="training", model=run.model,
-                            config=run.run_config)
-            checkpoint.save(self.out / "model.safetensors", {"G_ema": recipe.G_ema.state_dict()},
-                            kind="model", model=run.model, config=run.run_config)
-            if snapshot:
-                runs.add_snapshot(self.out, last, recipe.images_seen)
-                runs.prune_snapshots(self.out, self.opts["keep_snapshots"])
-        self.accelerator.wait_for_everyone()
-
-    def measure(self, final: bool = False) -> None:
-        """The chosen metrics of G_ema against the reference split, computed by every process on
-        its share; a failure is logged and training goes on (the weights are never at stake)."""
-        names = self.opts["metric_names"]
-        if not names:
-            return
-        recipe, run, acc = self.recipe, self.run, self.accelerator
-        recipe.before_sampling()
-        try:
-            results = evaluate.evaluate(
-                names, dataset=self.opts["reference"], num_images=self.opts["metrics_images"],
-                extractor=self.opts["extractor"], split=self.opts["split"], seed=run.seed,
-                generate=models.random_sampler(run.module, recipe.G_ema, run.cfg),
-                device=acc.device, rank=acc.process_index, world=acc.num_processes,
-                gather=acc.gather)
-        except Exception as err:  # noqa: BLE001 - a metric must never end a run
-            self.log(self.here() | {"event": "metric-error", "error": f"{type(err).__name__}: "
-                                                                      f"{err}"})
-            if self.main:
-                errors.print(f"[yellow]metrics failed at kimg {recipe.images_seen / 1000:.2f} "
-                             f"({type(err).__name__}: {err}); training goes on")
-            return
-        values = {f"metric/{k}": r.value for k, r in results.items()}
-        if self.main:
-            with (self.out / "metrics.jsonl").open("a") as f:
-                f.write(json.dumps(self.here() | {"metrics": {k: r.to_dict() for k, r in
-                                                              results.items()}}) + "\n")
-            if final:
-                console.print(" ".join(f"{k} {v}" for k, v in values.items()))
-        self.log(self.here() | values)
-        acc.log(values, step=recipe.step)
-
-    # -- ticks ----------------------------------------------------------------------------------
-    def tick(self, progress, task) -> Optional[str]:
-        """Mean of every logged number over the tick's steps (one all-reduce and one read on the
-        host per tick, none per step), the non-finite check, the log line; returns "rollback",
-        "failed" or None."""
-        recipe, acc = self.recipe, self.accelerator
-        keys = list(self.sums)  # the same keys in the same order on every rank
-        totals = acc.reduce(torch.stack([self.sums[k].to(acc.device) for k in keys]), "mean")
-        means = {k: t / self.counts[k] for k, t in zip(keys, totals.tolist())}  # R1/PL: every k
-        bad = [k for k, v in means.items() if not math.isfinite(v)]
-        if bad:  # never save a broken state: check before any checkpoint
-            return self.non_finite(bad)
-        now = time.perf_counter()
-        images = recipe.images_seen - self.tick_images
-        speed = images / (now - self.tick_time)
-        diag = recipe.diagnostics()
-        record = self.here() | {
-            "time": round(time.time(), 3), "images_per_s": round(speed, 2),
-            "s_per_kimg": round((now - self.tick_time) / max(images, 1) * 1000, 3),
-            "peak_mem_mib": round(_peak_memory_mib(acc.device), 1),
-            **{k: round(v, 5) for k, v in means.items()},
-            **{k: round(v, 5) for k, v in diag.items()}}
-        self.log(record)
-        acc.log({k: v for k, v in record.items() if k not in ("step", "time")}, step=recipe.step)
-        if self.main:
-            shown = means | {k: v for k, v in diag.items() if "/" not in k}
-            info = " ".join(f"{k} {v:.3g}" for k, v in shown.items())
-            progress.update(task, speed=f"{speed:.1f} img/s", info=info)
-            if not console.is_terminal:
-                console.print(f"kimg {record['kimg']:.2f}  {speed:.1f} img/s  {info}")
-        self.reset_tick()
-        return None
-
-    def non_finite(self, bad: list[str]) -> str:
-        recipe = self.recipe
-        message = (f"non-finite {', '.join(bad)} at step {recipe.step} (kimg "
-                   f"{recipe.images_seen / 1000:.2f})")
-        self.log(self.here() | {"event": "non-finite", "losses": bad})
-        last = self.out / "checkpoint.safetensors"
-        if self.opts["on_nonfinite"] == OnNonFinite.rollback and last.exists() and \
-                self.rollbacks < 3:
-            self.rollbacks += 1
-            recipe.load_state_dict(checkpoint.load(last, kind="training").state)
-            recipe.seed = derive_seed(recipe.seed, "rollback", self.rollbacks) % 2**31
-            if self.main:
-                errors.print(f"[yellow]{message}; rolled back to kimg "
-                             f"{recipe.images_seen / 1000:.2f} with seed {recipe.seed}")
-            self.log({"step": recipe.step, "event": "rollback", "seed": recipe.seed})
-            self.reset_tick()
-            return "rollback"
-        if self.main:
-            errors.print(f"[red]{message}; stopping. The last good checkpoint is "
-                         f"{last if last.exists() else '(none yet)'}")
-        return "failed"
-
-    # -- the loop -------------------------------------------------------------------------------
-    def train(self, stop: StopFlag) -> str:
-        """Steps until the kimg target; returns "done", "interrupted" or "failed"."""
-        recipe, acc, opts = self.recipe, self.accelerator, self.opts
-        total = round(self.run.cfg.kimg * 1000)
-        progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+    @contextlib.contextmanager
+    def progress(self, name: str, total_kimg: float, done_kimg: float):
+        self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                             TextColumn("{task.completed:.1f}/{task.total:.0f} kimg"),
                             TextColumn("{task.fields[speed]}"), TextColumn("{task.fields[info]}"),
-                            TimeElapsedColumn(), TimeRemainingColumn(),
-                            console=console, disable=not self.main)
-        stream = data_stream(self.dataset, recipe, acc, opts["workers"])
-        with progress:
-            task = progress.add_task(self.run.model, total=total / 1000,
-                                     completed=recipe.images_seen / 1000, speed="", info="")
-            if self.main and recipe.images_seen == 0:
-                self.write_grid()
-            while recipe.images_seen < total:
-                reals, labels = next(stream)
-                before = recipe.images_seen
-                for k, v in recipe.train_step(to_float(reals), labels).items():
-                    self.sums[k] = self.sums.get(k, 0) + v.float()
-                    self.counts[k] = self.counts.get(k, 0) + 1
-                self.steps_in_tick += 1
-                progress.update(task, completed=recipe.images_seen / 1000)
-                done = recipe.images_seen >= total
-                snapshot = _crossed(before, recipe.images_seen, opts["snapshot_kimg"]) and not done
-                if self.steps_in_tick == opts["log_every"] or done or snapshot:
-                    outcome = self.tick(progress, task)
-                    if outcome == "rollback":
-                        stream = data_stream(self.dataset, recipe, acc, opts["workers"])
-                        continue
-                    if outcome == "failed":
-                        return "failed"
-                    if stop.requested:  # checked only at ticks: no host sync in the step
-                        acc.set_trigger()
-                    if acc.check_trigger() and not done:  # every rank checks at every tick
-                        return "interrupted"
-                if self.main and _crossed(before, recipe.images_seen, opts["grid_kimg"]) and \
-                        not done:
-                    self.write_grid()
-                if _crossed(before, recipe.images_seen, opts["metrics_kimg"]) and not done:
-                    self.measure()
-                if snapshot:
-                    self.save()
-        return "done"
+                            TimeElapsedColumn(), TimeRemainingColumn(), console=self.out)
+        with self.bar:
+            self.task = self.bar.add_task(name, total=total_kimg, completed=done_kimg, speed="",
+                                          info="")
+            yield
 
+    def advance(self, done_kimg: float) -> None:
+        self.bar.update(self.task, completed=done_kimg)
 
-def _peak_memory_mib(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    def tick(self, kimg: float, speed: float, info: str) -> None:
+        self.bar.update(self.task, speed=f"{speed:.1f} img/s", info=info)
+        if not self.out.is_terminal:
+            self.out.print(f"kimg {kimg:.2f}  {speed:.1f} img/s  {info}")
 
+    def say(self, message: str) -> None:
+        self.out.print(message)
 
-def _crossed(before: int, after: int, every_kimg: float) -> bool:
-    every = round(every_kimg * 1000)
-    return every > 0 and before // every != after // every
+    def warn(self, message: str) -> None:
+        self.err.print(f"[yellow]{message}")
+
+    def error(self, message: str) -> None:
+        self.err.print(f"[red]{message}")
 
 
 # ---------------------------------------------------------------------------- checks
@@ -604,7 +334,6 @@ def _trackers(report_to: ReportTo) -> tuple[str, ...]:
                                      param_hint="--report-to")
     return chosen
 
-
 # ---------------------------------------------------------------------------- main
 
 
@@ -655,14 +384,8 @@ def main(
                      precision=precision.value if precision else None, resume=resume,
                      set_=([f"augment={augment.value}"] if augment else []) + list(set_),
                      mirror=mirror, skip_bad=skip_bad, max_images=max_images)
-    run.cfg.validate()  # before touching any data: a bad resolution or batch fails at once
-    explicit_channels = any(s.split("=")[0].strip() == "channels" for s in set_)
-    dataset = open_dataset(run.data, resolution=run.cfg.resolution, xflip=run.mirror,
-                           skip_bad=run.skip_bad, cache=cache.value,
-                           channels=run.cfg.channels if explicit_channels or run.state else None)
-    dataset = subset(dataset, run.max_images)  # the subset first, then its mirrored copies
-    run.cfg = models.fit_to_dataset(run.cfg, dataset)
-    run.cfg.validate()
+    dataset = open_data(run, cache.value, explicit_channels=any(
+        s.split("=")[0].strip() == "channels" for s in set_))
     measured = metrics_setup(metric_names, run, dataset, extractor=extractor,
                              num_images=metrics_images)
     if dry_run:
@@ -674,6 +397,36 @@ def main(
                                  f"{run.out} or choose another --out", param_hint="--out")
 
     accelerator = make_accelerator(run.module, run.precision, report_to=trackers, out=run.out)
+    recipe = build(run, accelerator, dataset, grad_accum)
+    options = Options(**measured, metric_names=metric_names, metrics_images=metrics_images,
+                      extractor=extractor, on_nonfinite=on_nonfinite.value, log_every=log_every,
+                      grid_kimg=grid_kimg, snapshot_kimg=snapshot_kimg, metrics_kimg=metrics_kimg,
+                      keep_snapshots=keep_snapshots,
+                      workers=default_workers(accelerator.device, accelerator.num_processes)
+                      if workers is None else workers)
+    begin(run, accelerator, dataset, recipe, grad_accum, trackers)
+    trainer = Trainer(run, recipe, accelerator, dataset, options, RichDisplay())
+    if accelerator.is_main_process:
+        trainer.write_reals()
+    report(trainer, finish(trainer))
+
+
+def open_data(run: Run, cache: str, explicit_channels: bool):
+    """The run's dataset (its fixed subset, then that subset's mirrored copies), with the config
+    fitted to it: channels and classes from the data."""
+    run.cfg.validate()  # before touching any data: a bad resolution or batch fails at once
+    dataset = open_dataset(run.data, resolution=run.cfg.resolution, xflip=run.mirror,
+                           skip_bad=run.skip_bad, cache=cache,
+                           channels=run.cfg.channels if explicit_channels or run.state else None)
+    dataset = subset(dataset, run.max_images)  # the subset first, then its mirrored copies
+    run.cfg = models.fit_to_dataset(run.cfg, dataset)
+    run.cfg.validate()
+    return dataset
+
+
+def build(run: Run, accelerator: Accelerator, dataset, grad_accum: int):
+    """The recipe on this process, once every process found the same start; a dataset smaller
+    than one step's batch is refused."""
     check_same_start(run, accelerator)
     use_fast_kernels(accelerator.device)
     recipe = build_recipe(run.module, run.cfg, accelerator, seed=run.seed, state=run.state,
@@ -681,12 +434,13 @@ def main(
     if len(dataset) < recipe.batch_per_step:
         raise typer.BadParameter(f"the dataset has {len(dataset)} images, fewer than one step's "
                                  f"batch of {recipe.batch_per_step}", param_hint="--data")
-    opts = dict(measured, metric_names=metric_names, metrics_images=metrics_images,
-                extractor=extractor, on_nonfinite=on_nonfinite, log_every=log_every,
-                grid_kimg=grid_kimg, snapshot_kimg=snapshot_kimg, metrics_kimg=metrics_kimg,
-                keep_snapshots=keep_snapshots,
-                workers=default_workers(accelerator.device, accelerator.num_processes)
-                if workers is None else workers)
+    return recipe
+
+
+def begin(run: Run, accelerator: Accelerator, dataset, recipe, grad_accum: int,
+          trackers: tuple[str, ...]) -> None:
+    """The main process creates the run folder and records this start (and any skipped
+    images); every process opens the trackers."""
     if accelerator.is_main_process:
         run.out.mkdir(parents=True, exist_ok=True)
         record_start(run, dataset, accelerator.num_processes, grad_accum, recipe.images_seen)
@@ -696,29 +450,12 @@ def main(
     accelerator.wait_for_everyone()
     if trackers:
         accelerator.init_trackers("nanogan", config=_scalars(run.run_config | {"seed": run.seed}))
-    trainer = Trainer(run, recipe, accelerator, dataset, opts)
-    if accelerator.is_main_process:
-        trainer.write_reals()
-    finish(trainer)
 
 
-def finish(trainer: Trainer) -> None:
-    """Train, then save before anything that could fail (grids, final metrics)."""
-    stop = StopFlag()
-    try:
-        outcome = trainer.train(stop)
-        if outcome != "failed":
-            trainer.save(snapshot=outcome == "done")
-            if trainer.main:
-                trainer.write_grid()
-            if outcome == "done":
-                trainer.measure(final=True)
-    finally:
-        stop.restore()
-        if trainer.log_file:
-            trainer.log_file.close()
+def report(trainer: Trainer, outcome: str) -> None:
+    """How the run ended, for the person who started it: exit 1 after a non-finite loss (the
+    loop named it), "Interrupted … Continue with" and exit 130 after Ctrl-C, "Done" otherwise."""
     recipe, out = trainer.recipe, trainer.out
-    release(trainer)
     if outcome == "failed":
         raise typer.Exit(1)
     if trainer.main:
@@ -730,21 +467,6 @@ def finish(trainer: Trainer) -> None:
                           f"{out / 'grid.png'}  model: {out / 'model.safetensors'}")
     if outcome == "interrupted":
         raise typer.Exit(130)
-
-
-def release(trainer: Trainer) -> None:
-    """Free DDP while every rank is alive, then close trackers and the process group.
-
-    DDP's Reducer holds the process group; freed only at interpreter exit, after a faster rank
-    had already left, gloo's teardown can wait for it for ever (seen as a rank that prints
-    nothing and never exits, about one torchrun run in eight)."""
-    acc, recipe = trainer.accelerator, trainer.recipe
-    acc.wait_for_everyone()
-    recipe.G, recipe.D = unwrap(recipe.G), unwrap(recipe.D)
-    acc.free_memory()  # Accelerate's own references to the prepared models and optimizers
-    gc.collect()
-    acc.wait_for_everyone()
-    acc.end_training()  # trackers closed, process group destroyed on every rank
 
 
 def _scalars(values: dict) -> dict:

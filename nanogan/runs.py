@@ -16,6 +16,10 @@ always replaced by `os.replace` (a new file under the old name, see checkpoint.p
 in place, so a hard link to today's checkpoint keeps today's bytes when tomorrow's arrives.
 Where links are not supported the snapshot is an atomic copy.
 
+`Run` is what train.py decides before training (model, preset, config, folder, seed, precision,
+data options); its `run_config` is the config with those options (`RUN_KEYS`) that checkpoints
+and config.json store, so that `--resume` restores them.
+
 Every file written here is written atomically (temporary file in the same folder, fsync,
 `os.replace`, fsync of the folder): a crash leaves the old file or the new one, never half.
 
@@ -24,6 +28,7 @@ Lesson: lessons/00_reading_this_repo.md
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -36,8 +41,9 @@ import tempfile
 import uuid
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
+from nanogan import config
 from nanogan.checkpoint import fsync_folder
 
 SNAPSHOTS = "snapshots"
@@ -45,10 +51,36 @@ CONFIG = "config.json"
 CHECKPOINT = "checkpoint.safetensors"
 MODEL = "model.safetensors"
 _SNAPSHOT = re.compile(r"snapshot-(\d{6,})(?:\.(\d{3}))?\.safetensors")
+# run options stored beside the config
+RUN_KEYS = ("_preset", "_data", "_mirror", "_skip_bad", "_max_images")
 
 
 class RunError(ValueError):
     """A run folder (or a file in one) that is missing, or lacks what was asked of it."""
+
+
+@dataclasses.dataclass
+class Run:
+    """Everything decided before training: what to train, where, and how it started."""
+
+    model: str
+    preset: str
+    module: Any
+    cfg: Any
+    out: Path
+    seed: int
+    precision: str
+    data: Optional[str]
+    mirror: bool
+    skip_bad: bool
+    state: Optional[dict] = None  # the training state when resuming
+    max_images: Optional[int] = None  # a fixed subset of the data (None: all of it)
+
+    @property
+    def run_config(self) -> dict:
+        return config.to_dict(self.cfg) | {"_preset": self.preset, "_data": self.data,
+                                          "_mirror": self.mirror, "_skip_bad": self.skip_bad,
+                                          "_max_images": self.max_images}
 
 
 # ---------------------------------------------------------------------------------- snapshots

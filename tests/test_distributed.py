@@ -32,7 +32,7 @@ from torch.multiprocessing import start_processes
 from test_recipe import MODELS, SMALL, data
 from test_train import run_args
 
-from nanogan import models
+from nanogan import models, trainer
 from nanogan.recipe import unwrap
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,7 +63,7 @@ def _worker(model: str, folder: str) -> None:
     torch.set_num_threads(1)
     train, module = _train_module(), models.MODELS[model]
     accelerator = train.make_accelerator(module)
-    recipe = train.build_recipe(module, _config(model), accelerator, seed=3)
+    recipe = trainer.build_recipe(module, _config(model), accelerator, seed=3)
     world, rank = accelerator.num_processes, accelerator.process_index
     for step in range(STEPS):
         reals, labels = data(recipe, step)
@@ -79,7 +79,7 @@ def _worker(model: str, folder: str) -> None:
     # As train.py ends: DDP freed while both ranks live, then the process group destroyed (left
     # to interpreter exit, gloo's teardown can abort one rank: "terminate called without an
     # active exception").
-    train.release(SimpleNamespace(accelerator=accelerator, recipe=recipe))
+    trainer.release(SimpleNamespace(accelerator=accelerator, recipe=recipe))
 
 
 def free_port() -> int:

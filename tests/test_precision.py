@@ -4,10 +4,11 @@ phases run under autocast, and R1, path length and the gradient penalty never do
 Accelerate's `prepare` wraps each model's forward in autocast. train.py removes that wrapper
 again with Accelerate's public `unwrap_model(..., keep_fp32_wrapper=False)`, so that the recipes
 alone decide where autocast applies: around the main losses, never around a penalty. The test
-below builds the recipe exactly as train.py does (`make_accelerator` + `build_recipe`) under
-bf16, records the dtype of every activation inside G and D, and splits the records by phase:
-inside a penalty every activation must be fp32, and in the main phases some must be bf16 (so the
-test can tell autocast on from off). Leave the wrapper in place and the penalty half fails.
+below builds the recipe exactly as train.py does (`make_accelerator` +
+`trainer.build_recipe`) under bf16, records the dtype of every activation inside G and D, and
+splits the records by phase: inside a penalty every activation must be fp32, and in the main
+phases some must be bf16 (so the test can tell autocast on from off). Leave the wrapper in place
+and the penalty half fails.
 
 fp16 goes through the same code, but Accelerate enables fp16 autocast only on GPUs (on a CPU it
 quietly trains in fp32, which train.py refuses); its penalties are checked by tests/test_cuda.py.
@@ -23,7 +24,7 @@ import torch
 from test_distributed import _train_module
 from test_recipe import SMALL, data
 
-from nanogan import models, progan
+from nanogan import models, progan, trainer
 from nanogan.recipe import unwrap
 
 train = _train_module()
@@ -68,7 +69,7 @@ def recipe_as_train_builds_it(model: str, precision: str, **overrides):
     module = models.MODELS[model]
     cfg = dataclasses.replace(module.PRESETS["tiny"], **SMALL[model] | overrides)
     accelerator = train.make_accelerator(module, precision)
-    return train.build_recipe(module, cfg, accelerator, seed=0)
+    return trainer.build_recipe(module, cfg, accelerator, seed=0)
 
 
 @pytest.mark.parametrize("model", ["stylegan2", "progan"])

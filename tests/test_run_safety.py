@@ -31,7 +31,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from nanogan import checkpoint, runs
+from nanogan import checkpoint, evaluate, runs
 from test_distributed import _train_module
 from test_train import TINY, assert_same_state, env, folder, run_args, said, train  # noqa: F401
 
@@ -300,7 +300,7 @@ def test_a_failing_metric_never_costs_the_run(folder, plain_env, tmp_path, monke
                     images_seen(out / "checkpoint.safetensors"))
         raise RuntimeError("metric broke")
 
-    monkeypatch.setattr(script.evaluate, "evaluate", failing)
+    monkeypatch.setattr(evaluate, "evaluate", failing)
     done = cli(run_args("progan", folder, out, 0.032, "--resolution", "16", "--metrics", "swd",
                         "--metrics-images", "16", "--metrics-kimg", "0.016", "--grid-kimg", "0"),
                plain_env)
@@ -406,7 +406,7 @@ def test_dry_run_shows_accelerates_precision_unless_told(folder, plain_env, tmp_
 
 class WorkersHungAtExit(AssertionError):
     """A torchrun worker that finished training but never exited: DDP's Reducer freed after the
-    process group was destroyed and rank 0 had left (train.release frees it while all are alive)."""
+    process group was destroyed and rank 0 had left (trainer.release frees it while all are alive)."""
 
 
 def _finish(proc: subprocess.Popen, out: Path, printed: Path, grace: float = 60.0) -> bool:

@@ -1,9 +1,11 @@
 """train.py as a user meets it: a run writes grids, a log and checkpoints; bad input fails fast
 with a message naming the problem; Ctrl-C saves; a resumed run ends exactly where an
-uninterrupted one does; a non-finite loss never overwrites the last good checkpoint."""
+uninterrupted one does; what it prints, on a terminal or not, and how it exits. The loop itself
+(ticks, snapshots, a non-finite loss) is tested in test_trainer.py."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pickle
@@ -13,11 +15,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from rich.console import Console
 from safetensors.torch import load_file
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,6 +92,59 @@ def assert_same_state(a: Path, b: Path) -> None:
     assert not different, f"{len(different)} tensors differ, e.g. {different[:3]}"
 
 
+@pytest.fixture(scope="module")
+def script():
+    """train.py loaded as a module (as test_distributed loads it), for what it prints."""
+    from test_distributed import _train_module  # it imports this file: not at the top
+    return _train_module()
+
+
+def test_off_a_terminal_every_tick_prints_one_line(script):
+    """Where stdout is not a terminal (a log file, a scheduler), each tick also prints
+    `kimg K  S img/s  INFO`; warnings and errors go to stderr, without their colour markup."""
+    out, err = io.StringIO(), io.StringIO()
+    display = script.RichDisplay(Console(file=out, force_terminal=False, width=200),
+                                 Console(file=err, force_terminal=False, width=200))
+    with display.progress("progan", 0.4, 0.0):
+        display.advance(0.128)
+        display.tick(0.128, 250.84, "loss_D -0.224 loss_G -0.275")
+        display.warn("metrics failed at kimg 0.13")
+        display.error("non-finite loss_D at step 5")
+    assert "kimg 0.13  250.8 img/s  loss_D -0.224 loss_G -0.275\n" in out.getvalue()
+    assert err.getvalue() == "metrics failed at kimg 0.13\nnon-finite loss_D at step 5\n"
+    terminal = io.StringIO()
+    display = script.RichDisplay(Console(file=terminal, force_terminal=True, width=200))
+    with display.progress("progan", 0.4, 0.0):
+        display.tick(0.128, 250.84, "loss_D -0.224")
+    assert "kimg 0.13  250.8 img/s" not in terminal.getvalue()
+    assert "250.8 img/s" in terminal.getvalue()  # in the bar
+
+
+@pytest.mark.parametrize("outcome, code, message", [
+    ("done", None, "Done: 0.1 kimg. Samples: RUN/grid.png model: RUN/model.safetensors"),
+    ("interrupted", 130, "Interrupted at kimg 0.13; saved. Continue with: python train.py "
+                         "--resume RUN"),
+    ("failed", 1, ""),  # the loop already named the non-finite loss
+])
+def test_each_outcome_ends_with_its_exit_code_and_line(script, outcome, code, message,
+                                                       tmp_path, capsys):
+    """A finished run says where its samples and model are (exit 0), an interrupted one how to
+    continue (exit 130), a failed one exits 1; only the main process prints."""
+    import typer
+
+    for main in (True, False):
+        trainer = SimpleNamespace(recipe=SimpleNamespace(images_seen=128), out=tmp_path,
+                                  main=main)
+        if code is None:
+            script.report(trainer, outcome)
+        else:
+            with pytest.raises(typer.Exit) as exited:
+                script.report(trainer, outcome)
+            assert exited.value.exit_code == code
+        printed = " ".join(capsys.readouterr().out.split()).replace(str(tmp_path), "RUN")
+        assert printed == (message if main else "")
+
+
 def test_dry_run_prints_the_config_and_writes_nothing(folder, env, tmp_path):
     """--dry-run shows the resolved configuration, with --set applied, and creates no files."""
     done = train(run_args("progan", folder, tmp_path / "run", 0.064, "--dry-run"), env)
@@ -146,7 +203,8 @@ def test_ada_on_a_subset_logs_p_and_rt_and_bad_subsets_are_refused(folder, env, 
 def test_a_subset_is_fixed_and_mirrored_after_it_is_taken():
     """subset(ds, n) picks the same n images whatever the torch seed, in the dataset's order;
     with xflip the subset's mirrored copies follow it (ADA's --subset, then --mirror)."""
-    from nanogan.data import ImageDataset, subset
+    from nanogan.data import ImageDataset
+    from nanogan.streaming import subset
 
     images = np.arange(10, dtype=np.uint8).repeat(4).reshape(10, 1, 2, 2)
     images[:, :, :, 1] += 100  # left and right columns differ: a flip shows
@@ -216,31 +274,6 @@ def test_ctrl_c_saves_and_the_resumed_run_matches(folder, env, tmp_path):
         straight["kimg"], straight["resolution"], straight["alpha"])
     assert_same_state(tmp_path / "straight" / "checkpoint.safetensors",
                       tmp_path / "run" / "checkpoint.safetensors")
-
-
-def test_a_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(folder, env, tmp_path):
-    """A NaN loss stops the run naming the step, and the checkpoint on disk stays the good one."""
-    out = tmp_path / "run"
-    train(run_args("progan", folder, out, 0.032), env)
-    good = (out / "checkpoint.safetensors").read_bytes()
-    done = train(["--resume", str(out), "--kimg", "0.064", "--set", "gp_weight=nan",
-                  "--snapshot-kimg", "0.008", "--log-every", "1"], env, check=False)
-    assert done.returncode == 1
-    assert "non-finite loss_D" in done.stderr and "at step 5" in done.stderr
-    assert (out / "checkpoint.safetensors").read_bytes() == good
-
-
-def test_rollback_reloads_the_checkpoint_with_new_seeds(folder, env, tmp_path):
-    """--on-nonfinite rollback reloads the last checkpoint with a new seed, up to three times."""
-    out = tmp_path / "run"
-    train(run_args("progan", folder, out, 0.032), env)
-    done = train(["--resume", str(out), "--kimg", "0.064", "--set", "gp_weight=nan",
-                  "--on-nonfinite", "rollback", "--log-every", "1"], env, check=False)
-    assert done.returncode == 1  # the NaN comes from the config, so every retry fails too
-    events = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
-    seeds = [e["seed"] for e in events if e.get("event") == "rollback"]
-    assert len(seeds) == 3 and len(set(seeds)) == 3
-    assert "rolled back to kimg 0.03" in said(done)
 
 
 def test_resume_refuses_a_pickle_and_another_models_checkpoint(folder, env, tmp_path):

@@ -1,0 +1,251 @@
+"""The loop of one process (nanogan/trainer.py): a tick logs each number's mean over the steps
+that produced it, only the main process writes and shows anything, `finish` saves what each
+outcome calls for, Ctrl-C asks once and aborts twice, and a non-finite loss never overwrites the
+last good checkpoint (stop, or roll back with a new seed).
+
+The in-process tests drive a real `Trainer` with a scripted recipe and a stand-in for the
+Accelerator (the loop uses it duck-typed); the runs that reach a NaN go through `python
+train.py`, as a user's do."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from hypothesis import example, given
+from hypothesis import strategies as st
+from test_train import env, folder, run_args, said, train  # noqa: F401
+
+from nanogan import models, runs, trainer
+from nanogan.trainer import Display, Options, StopFlag, Trainer, finish
+
+BATCH = 4
+
+
+class ScriptedRecipe:
+    """Steps that count images and return known numbers: `loss` = the step's number on every
+    step, `r1` = ten times it on even steps only (a lazy regularizer)."""
+
+    def __init__(self, start_step: int):
+        self.seed, self.step, self.batch_per_step = 0, start_step, BATCH
+
+    @property
+    def images_seen(self) -> int:
+        return self.step * BATCH
+
+    def train_step(self, reals, labels) -> dict[str, torch.Tensor]:
+        assert reals.dtype == torch.float32 and len(reals) == BATCH
+        self.step += 1
+        out = {"loss": torch.tensor(float(self.step))}
+        if self.step % 2 == 0:
+            out["r1"] = torch.tensor(10.0 * self.step)
+        return out
+
+    def diagnostics(self) -> dict[str, float]:
+        return {"alpha": 0.5, "sv/G": 2.0}
+
+
+class Accelerator(SimpleNamespace):
+    """What the loop asks of Accelerate, for one process of `num_processes`."""
+
+    def __init__(self, main: bool = True):
+        super().__init__(is_main_process=main, device=torch.device("cpu"), num_processes=1,
+                         process_index=0, trackers=[], logged=[], calls=[])
+
+    def reduce(self, tensor, reduction):
+        return tensor  # the mean over one process
+
+    def log(self, values, step):
+        self.logged.append((step, values))
+
+    def set_trigger(self):
+        self.calls.append("set_trigger")
+
+    def check_trigger(self):
+        return "set_trigger" in self.calls
+
+    def prepare_data_loader(self, loader):
+        return loader
+
+    def wait_for_everyone(self):
+        self.calls.append("wait")
+
+    def free_memory(self):
+        self.calls.append("free_memory")
+
+    def end_training(self):
+        self.calls.append("end_training")
+
+
+class Recorder(Display):
+    """A display that keeps what it was asked to show."""
+
+    def __init__(self):
+        self.shown = []
+
+    def tick(self, kimg, speed, info):
+        self.shown.append(("tick", kimg, info))
+
+    def warn(self, message):
+        self.shown.append(("warn", message))
+
+
+class Images(torch.utils.data.Dataset):
+    def __len__(self):
+        return 16
+
+    def __getitem__(self, i):
+        return torch.full((1, 4, 4), i, dtype=torch.uint8), 0
+
+
+def scripted(tmp_path: Path, *, main: bool, start_step: int = 1, steps: int = 8,
+             log_every: int = 4) -> tuple[Trainer, Recorder]:
+    """A Trainer resumed at `start_step` (so no first grid) that runs `steps` steps."""
+    spec = models.MODELS["progan"]
+    cfg = dataclasses.replace(spec.PRESETS["tiny"], kimg=(start_step + steps) * BATCH / 1000)
+    run = runs.Run("progan", "tiny", spec, cfg, tmp_path, 0, "no", None, False, False)
+    display = Recorder()
+    opts = Options(log_every=log_every, grid_kimg=0, snapshot_kimg=0)
+    return Trainer(run, ScriptedRecipe(start_step), Accelerator(main), Images(), opts,
+                   display), display
+
+
+def test_a_tick_logs_each_numbers_mean_over_the_steps_that_produced_it(tmp_path):
+    """Each logged number is averaged over the steps of its tick that returned it (every step's
+    loss, every other step's R1), in log.jsonl, in the trackers and on the display."""
+    t, display = scripted(tmp_path, main=True)
+    assert t.train(SimpleNamespace(requested=False)) == "done"
+    t.log_file.close()
+    ticks = [[2, 3, 4, 5], [6, 7, 8, 9]]  # steps 2..9 after resuming at step 1, 4 per tick
+    losses = [sum(s) / len(s) for s in ticks]
+    r1s = [sum(10.0 * k for k in s if k % 2 == 0) / len([k for k in s if k % 2 == 0])
+           for s in ticks]
+    records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["kimg"], r["loss"], r["r1"], r["alpha"], r["sv/G"]) for r in records] \
+        == [(s[-1], s[-1] * BATCH / 1000, loss, r1, 0.5, 2.0)
+            for s, loss, r1 in zip(ticks, losses, r1s)]
+    assert [(step, v["loss"], v["r1"]) for step, v in t.accelerator.logged] == \
+        [(s[-1], loss, r1) for s, loss, r1 in zip(ticks, losses, r1s)]
+    assert display.shown == [("tick", 0.02, "loss 3.5 r1 30 alpha 0.5"),  # "sv/G": logs only
+                             ("tick", 0.036, "loss 7.5 r1 70 alpha 0.5")]
+
+
+def test_only_the_main_process_writes_and_shows(tmp_path):
+    """Another process trains and logs to the trackers (Accelerate keeps the main one's), but
+    writes no file and shows nothing, whatever display it was given."""
+    t, display = scripted(tmp_path, main=False)
+    assert t.train(SimpleNamespace(requested=False)) == "done"
+    assert len(t.accelerator.logged) == 2
+    assert display.shown == [] and type(t.display) is Display
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_stop_request_ends_the_loop_at_the_next_tick(tmp_path):
+    """A stop request is acted on at a tick, by every process through Accelerate's trigger."""
+    t, _ = scripted(tmp_path, main=False, steps=12, log_every=4)
+    assert t.train(SimpleNamespace(requested=True)) == "interrupted"
+    assert t.recipe.step == 5 and t.accelerator.calls == ["set_trigger"]
+
+
+class Finishing(SimpleNamespace):
+    """A trainer whose loop ends with `outcome`, recording what `finish` asks of it."""
+
+    def __init__(self, outcome: str, tmp_path: Path):
+        super().__init__(main=True, log_file=(tmp_path / "log.jsonl").open("a"), done=[],
+                         accelerator=Accelerator(), recipe=SimpleNamespace(
+                             G=torch.nn.Identity(), D=torch.nn.Identity()))
+        self.outcome = outcome
+
+    def train(self, stop):
+        assert signal.getsignal(signal.SIGINT) == stop._handle
+        return self.outcome
+
+    def save(self, snapshot=True):
+        self.done.append(("save", snapshot))
+
+    def write_grid(self):
+        self.done.append("grid")
+
+    def measure(self, final=False):
+        self.done.append(("measure", final))
+
+
+@pytest.mark.parametrize("outcome, done", [
+    ("done", [("save", True), "grid", ("measure", True)]),
+    ("interrupted", [("save", False), "grid"]),
+    ("failed", []),
+])
+def test_finish_saves_what_each_outcome_calls_for(outcome, done, tmp_path):
+    """A finished run saves a numbered snapshot, its grid and final metrics; an interrupted one
+    its checkpoint and grid; a failed one nothing. Every way, the log is closed, the signal
+    handlers restored and the processes' resources released; the outcome is returned."""
+    before = signal.getsignal(signal.SIGINT)
+    t = Finishing(outcome, tmp_path)
+    assert finish(t) == outcome
+    assert t.done == done and t.log_file.closed and signal.getsignal(signal.SIGINT) == before
+    assert t.accelerator.calls[-1] == "end_training" and "free_memory" in t.accelerator.calls
+
+
+def test_ctrl_c_asks_once_and_aborts_the_second_time():
+    """The first SIGINT only sets the request; the second raises KeyboardInterrupt; restore()
+    puts the previous handlers back."""
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    stop = StopFlag()
+    try:
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stop.requested
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    finally:
+        stop.restore()
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+
+
+@given(st.integers(0, 10_000), st.integers(1, 64), st.sampled_from([0.0, 0.001, 0.008, 0.01, 0.5]))
+@example(before=7, step=1, every_kimg=0.008)  # lands exactly on the boundary
+@example(before=8, step=8, every_kimg=0.008)  # leaves it
+@example(before=0, step=64, every_kimg=0.0)  # 0: never
+def test_a_boundary_is_crossed_when_a_multiple_falls_in_the_step(before, step, every_kimg):
+    """Grids, snapshots and metrics come due when a multiple of their interval lies in
+    (before, after] of a step; an interval of 0 never comes due."""
+    every = round(every_kimg * 1000)
+    due = every > 0 and any(before < m <= before + step for m in range(every, before + step + 1,
+                                                                       every))
+    assert trainer._crossed(before, before + step, every_kimg) == due
+
+
+def test_options_refuse_an_unknown_non_finite_policy():
+    """on_nonfinite is "stop" or "rollback"; anything else is refused naming both."""
+    with pytest.raises(ValueError, match="on_nonfinite must be one of stop, rollback, got 'retry'"):
+        Options(on_nonfinite="retry")
+
+
+def test_a_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(folder, env, tmp_path):
+    """A NaN loss stops the run naming the step, and the checkpoint on disk stays the good one."""
+    out = tmp_path / "run"
+    train(run_args("progan", folder, out, 0.032), env)
+    good = (out / "checkpoint.safetensors").read_bytes()
+    done = train(["--resume", str(out), "--kimg", "0.064", "--set", "gp_weight=nan",
+                  "--snapshot-kimg", "0.008", "--log-every", "1"], env, check=False)
+    assert done.returncode == 1
+    assert "non-finite loss_D" in done.stderr and "at step 5" in done.stderr
+    assert (out / "checkpoint.safetensors").read_bytes() == good
+
+
+def test_rollback_reloads_the_checkpoint_with_new_seeds(folder, env, tmp_path):
+    """--on-nonfinite rollback reloads the last checkpoint with a new seed, up to three times."""
+    out = tmp_path / "run"
+    train(run_args("progan", folder, out, 0.032), env)
+    done = train(["--resume", str(out), "--kimg", "0.064", "--set", "gp_weight=nan",
+                  "--on-nonfinite", "rollback", "--log-every", "1"], env, check=False)
+    assert done.returncode == 1  # the NaN comes from the config, so every retry fails too
+    events = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    seeds = [e["seed"] for e in events if e.get("event") == "rollback"]
+    assert len(seeds) == 3 and len(set(seeds)) == 3
+    assert "rolled back to kimg 0.03" in said(done)
