@@ -16,27 +16,29 @@ newest snapshot, else its checkpoint), and writes next to the file, or into the 
 told --out. Numeric options are checked against their ranges (exit 2, naming the allowed
 values). The same seed gives the same image in every command (project --seeds: with fresh noise
 inputs per seed, as a user of the model would see it).
+
+This file is the command line only: options, tables, progress and the "wrote …" lines. What the
+commands compute, and the checks of a request against the model, are in nanogan/sampling.py and
+nanogan/loading.py, whose errors name their own parameters; `friendly` words them as options.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import math
 import sys
-from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import List, Optional
 
-import torch
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from nanogan import checkpoint, config, data, models, runs, sampling
-from nanogan.images import has_ffmpeg, make_grid, save_gif, save_grid, save_mp4, upscale
+from nanogan import checkpoint, config, data, loading, models, runs, sampling
+from nanogan.images import save_grid
+from nanogan.loading import Loaded
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
                   help="Use a trained generator: `python sample.py MODEL --seeds 0-63` draws a "
@@ -45,13 +47,7 @@ console = Console()
 errors = Console(stderr=True)
 
 SPECS = models.SPECS
-
-
-def having(what) -> list[str]:
-    """The registered models for which what(spec) holds (for "applies to …" messages)."""
-    return sorted(name for name, spec in SPECS.items() if what(spec))
-
-
+having = loading.having
 TRUNCATION_HELP = " or ".join(f"{s.truncation.symbol} ({n})" for n, s in SPECS.items()
                               if s.truncation) + "."
 NOISE_HELP = "Noise inputs (" + ", ".join(having(lambda s: "noise_mode" in s.GENERATE_OPTIONS)) \
@@ -64,6 +60,20 @@ class SampleError(Exception):
 
 USER_ERRORS = (SampleError, config.ConfigError, checkpoint.CheckpointError, data.DataError,
                data.DatasetNotFoundError, runs.RunError, ValueError)
+FLAGS = {"label": "--class", "images": None}  # the library's parameters that are not --name
+
+
+def flag(parameter: str) -> str | None:
+    """The option that sets a library parameter: noise_mode -> --noise-mode (None: an argument)."""
+    return FLAGS.get(parameter, "--" + parameter.replace("_", "-"))
+
+
+def worded(err: Exception) -> str:
+    """The message of an error, a library SamplingError worded with this command line's options
+    ("--class must be in …" for the library's "label must be in …")."""
+    if not isinstance(err, sampling.SamplingError):
+        return str(err)
+    return err.problem if flag(err.parameter) is None else err.worded(flag)
 
 
 def friendly(command):
@@ -75,7 +85,7 @@ def friendly(command):
             return command(*args, **kwargs)
         except USER_ERRORS as err:
             errors.print("[red]error:[/]", end=" ")
-            errors.print(str(err), markup=False, highlight=False, soft_wrap=True)  # [paths]
+            errors.print(worded(err), markup=False, highlight=False, soft_wrap=True)  # [paths]
             raise typer.Exit(2) from err
     return run
 
@@ -147,86 +157,27 @@ def finite(value: Optional[float]) -> Optional[float]:
     return value
 
 
-def _device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-@dataclass
-class Loaded:
-    path: Path  # the file read: the one given, or the one runs.model_file picked in a folder
-    spec: models.ModelSpec
-    cfg: Any
-    G: torch.nn.Module
-    home: Path  # where outputs go by default: the run folder given, else the file's folder
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
+def mode(noise_mode: Optional[NoiseMode]) -> Optional[str]:
+    """--noise-mode as the library takes it: the mode's name, or None when not given."""
+    return None if noise_mode is None else noise_mode.value
 
 
 def load(path: Path) -> Loaded:
-    """The generator in a model file, checkpoint, snapshot or run folder (see runs.model_file)."""
-    file = runs.model_file(path)
-    spec, cfg, G = models.load_generator(file, _device())
-    if file != path:
-        console.print(f"[dim]reading {escape(str(file))}[/]", highlight=False)
-    return Loaded(file, spec, cfg, G, path if path.is_dir() else file.parent)
+    """loading.load, saying which file a run folder gave."""
+    loaded = loading.load(path)
+    if loaded.path != path:
+        console.print(f"[dim]reading {escape(str(loaded.path))}[/]", highlight=False)
+    return loaded
 
 
-def require(loaded: Loaded, command_name: str, what: str, applies: list[str]) -> None:
-    raise SampleError(f"{command_name} applies to {what} ({', '.join(applies) or 'none here'}); "
-                      f"{loaded.path} holds a {loaded.name} model")
-
-
-def require_styled(loaded: Loaded, command_name: str) -> None:
-    if loaded.spec.styles is None:
-        require(loaded, command_name, "style-based generators with a mapping network",
-                having(lambda s: s.styles is not None))
-
-
-def options_for(loaded: Loaded, noise_mode: Optional[NoiseMode]) -> dict[str, Any]:
-    """The model's generate() options: the noise mode where the model has noise inputs."""
-    if "noise_mode" not in loaded.spec.GENERATE_OPTIONS:
-        if noise_mode is not None:
-            require(loaded, "--noise-mode", "models with noise inputs",
-                    having(lambda s: "noise_mode" in s.GENERATE_OPTIONS))
-        return {}
-    return {"noise_mode": (noise_mode or NoiseMode.const).value}
-
-
-def check_truncation(loaded: Loaded, truncation: Optional[float],
-                     option: str = "--truncation") -> None:
-    """A truncation value the model has and accepts (its spec's rule)."""
-    if truncation is None:
-        return
-    rule = loaded.spec.truncation
-    if rule is None:
-        require(loaded, option, "models with a truncation trick",
-                having(lambda s: s.truncation is not None))
-    if not rule.valid(truncation):
-        raise SampleError(f"{option} {truncation:g}: {loaded.name}'s {rule.allowed}")
-
-
-def labels_for(loaded: Loaded, class_: Optional[int], n: int) -> Optional[torch.Tensor]:
-    """n copies of --class (0 by default) for a conditional model; None otherwise."""
-    if not models.conditional(loaded.cfg):
-        if class_ is not None:
-            raise SampleError(f"--class applies to class-conditional models; {loaded.path} holds "
-                              f"an unconditional {loaded.name} model")
-        return None
-    label = 0 if class_ is None else class_
-    if not 0 <= label < loaded.cfg.num_classes:
-        raise SampleError(f"--class must be in [0, {loaded.cfg.num_classes}), got {label}")
-    return torch.full((n,), label, dtype=torch.long)
-
-
-def default_out(loaded: Loaded, name: str) -> Path:
-    return loaded.home / name
-
-
-def open_data(source: Optional[str], split: Optional[str], loaded: Loaded):
-    """(dataset, split) at the model's resolution and channels; split 'test' where one exists."""
-    return sampling.open_data(source, split, loaded.cfg)
+def show(title: str, columns: tuple[str, ...], rows, right: tuple[str, ...] = ()) -> None:
+    """A rich table: the columns named in `right` right-justified, the others left."""
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, justify="right" if column in right else "left")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
 
 
 # ------------------------------------------------------------------------------------- grid
@@ -246,15 +197,12 @@ def grid(
     """Generate images for seeds: a grid, and with --per-seed one PNG each."""
     seed_list = parse_seeds(seeds)  # before the model is read: a typo fails at once
     loaded = load(model_file)
-    check_truncation(loaded, truncation)
-    labels = labels_for(loaded, class_, len(seed_list))
-    images = models.sample(loaded.spec, loaded.G, loaded.cfg, seed_list, labels,
-                           truncation=truncation, **options_for(loaded, noise_mode))
-    out = out or default_out(loaded, f"seeds-{seed_list[0]}-{seed_list[-1]}.png")
+    images = sampling.seed_images(loaded, seed_list, label=class_, truncation=truncation,
+                                  noise_mode=mode(noise_mode))
+    out = out or loaded.home / f"seeds-{seed_list[0]}-{seed_list[-1]}.png"
     save_grid(out, images, nrow=columns)
     if per_seed:
-        for s, image in zip(seed_list, images):
-            save_grid(out.with_name(f"seed{s:04d}.png"), image[None], nrow=1, padding=0)
+        sampling.save_per_seed(out.parent, seed_list, images)
     console.print(f"wrote {out}" + (f" and {len(seed_list)} per-seed PNGs" if per_seed else ""))
 
 
@@ -272,20 +220,13 @@ def classes(
 ):
     """One row per class, one column per seed: what the label changes and what z keeps."""
     loaded = load(model_file)
-    if not models.conditional(loaded.cfg):
-        require(loaded, "classes", "class-conditional models",
-                [f"{n} (trained with labels)" if s.labels == "optional" else n
-                 for n, s in SPECS.items() if s.labels != "never"])
-    k = loaded.cfg.num_classes
-    rows = parse_seeds(classes_, "classes", "--classes") if classes_ else list(range(k))
-    if bad := [c for c in rows if not 0 <= c < k]:
-        raise SampleError(f"classes must be in [0, {k}), got {bad}")
+    loading.require_conditional(loaded, "classes")
+    rows = (parse_seeds(classes_, "classes", "--classes") if classes_
+            else list(range(loaded.cfg.num_classes)))
     seed_list = parse_seeds(seeds)
-    check_truncation(loaded, truncation)
-    labels = torch.tensor(rows).repeat_interleave(len(seed_list))
-    images = models.sample(loaded.spec, loaded.G, loaded.cfg, seed_list * len(rows), labels,
-                           truncation=truncation, **options_for(loaded, noise_mode))
-    out = out or default_out(loaded, "classes.png")
+    images = sampling.class_grid(loaded, rows, seed_list, truncation=truncation,
+                                 noise_mode=mode(noise_mode))
+    out = out or loaded.home / "classes.png"
     save_grid(out, images, nrow=len(seed_list))
     console.print(f"wrote {out}: {len(rows)} classes × {len(seed_list)} seeds")
 
@@ -313,42 +254,34 @@ def truncation(
 ):
     """Rows of one seed set at decreasing truncation; --curve: the fidelity/variety trade-off."""
     loaded = load(model_file)
-    rule = loaded.spec.truncation
-    if rule is None:
-        require(loaded, "truncation", "models with a truncation trick",
-                having(lambda s: s.truncation is not None))
+    rule = loading.truncation_rule(loaded, "truncation")
     symbol = rule.symbol
     rows = (parsed("--values", sampling.parse_floats, values, "truncation values") if values
             else list(rule.grid))
     points = (parsed("--curve-values", sampling.parse_floats, curve_values, "curve values")
               if curve_values else list(rule.curve)) if curve else []
-    for option, v in [("--values", v) for v in rows] + [("--curve-values", v) for v in points]:
-        check_truncation(loaded, v, option)
+    for parameter, v in [("values", v) for v in rows] + [("curve_values", v) for v in points]:
+        loading.check_truncation(loaded, v, parameter)
     seed_list = parse_seeds(seeds)
-    options = options_for(loaded, noise_mode)
-    labels = labels_for(loaded, class_, len(seed_list))
     folder = output_folder(out, loaded.home)
-    images = torch.cat([models.sample(loaded.spec, loaded.G, loaded.cfg, seed_list, labels,
-                                      truncation=v, **options) for v in rows])
+    images = sampling.truncation_grid(loaded, seed_list, rows, label=class_,
+                                      noise_mode=mode(noise_mode))
     save_grid(folder / "truncation.png", images, nrow=len(seed_list))
     console.print(f"wrote {folder / 'truncation.png'}: rows {symbol} = "
                   f"{', '.join(f'{v:g}' for v in rows)}")
     if not curve:
         return
-    dataset, split = open_data(data_, split, loaded)
+    dataset, split = sampling.open_data(data_, split, loaded.cfg)
     with console.status("measuring") as status:
         points, protocol = sampling.truncation_curve(
             loaded.spec, loaded.G, loaded.cfg, points, dataset, split, num_images=num_images,
-            options=options, label=class_, extractor=extractor, seed=seed,
-            batch_size=batch_size, cache_dir=cache_dir,
+            options=loading.generate_options(loaded, mode(noise_mode)), label=class_,
+            extractor=extractor, seed=seed, batch_size=batch_size, cache_dir=cache_dir,
             progress=lambda v: status.update(f"{symbol} = {v:g}"))
-    table = Table(title=f"fidelity/variety · {loaded.name} · {dataset.name} ({split})")
-    for key in (symbol, "FID", "precision", "recall"):
-        table.add_column(key, justify="right")
-    for row in points:
-        table.add_row(f"{row['truncation']:g}", f"{row['fid']:.2f}", f"{row['precision']:.3f}",
-                      f"{row['recall']:.3f}")
-    console.print(table)
+    show(f"fidelity/variety · {loaded.name} · {dataset.name} ({split})",
+         (symbol, "FID", "precision", "recall"),
+         [(f"{row['truncation']:g}", f"{row['fid']:.2f}", f"{row['precision']:.3f}",
+           f"{row['recall']:.3f}") for row in points], right=(symbol, "FID", "precision", "recall"))
     sampling.save_curve(folder, points, protocol, model=str(loaded.path), symbol=symbol,
                         title=f"{loaded.name} vs {dataset.name} ({split}, {num_images} images, "
                               f"{extractor})")
@@ -377,40 +310,17 @@ def interpolate(
     """A video along a latent path: slerp between seeds' z, lerp between their w, or ProGAN's walk."""
     seed_list = parse_seeds(seeds)  # before the model is read: a typo fails at once
     loaded = load(model_file)
-    options = options_for(loaded, noise_mode)
-    check_truncation(loaded, truncation)
-    cfg = loaded.cfg
-    if path is PathKind.lerp_w:
-        require_styled(loaded, "--path lerp-w")
-    if path is not PathKind.walk and len(seed_list) < 2:
-        raise SampleError(f"--path {path.value} needs at least two seeds, got {seed_list}")
-    rule = loaded.spec.truncation
-    if path is PathKind.walk and truncation is not None and rule.in_z:
-        raise SampleError(f"--truncation with --path walk applies to models that truncate in W "
-                          f"({', '.join(having(lambda s: s.truncation and not s.truncation.in_z))}); "
-                          f"{loaded.name}'s {rule.symbol} resamples z, which a smooth walk cannot do")
-    images = sampling.latent_path(
-        loaded.spec, loaded.G, cfg, path.value, seed_list, truncation=truncation, options=options,
-        labels_for=lambda n: labels_for(loaded, class_, n), frames=frames, loop=loop,
+    images = sampling.video_frames(
+        loaded, path.value, seed_list, label=class_, truncation=truncation,
+        noise_mode=mode(noise_mode), frames=frames, loop=loop,
         num_frames=max(1, round(seconds * fps)), sigma=sigma * fps)
-    scale = scale or max(1, 256 // cfg.resolution)
-    video = [make_grid(upscale(image[None], scale), nrow=1, padding=0) for image in images]
-    out = out or default_out(loaded, f"interpolate-{path.value}-{seed_list[0]}.gif")
-    save_gif(out, video, fps=fps)
-    written = [out]
-    if has_ffmpeg():
-        save_mp4(out.with_suffix(".mp4"), video, fps=fps)
-        written.append(out.with_suffix(".mp4"))
-    console.print(f"wrote {' and '.join(map(str, written))}: {len(video)} frames"
-                  + ("" if has_ffmpeg() else " (no ffmpeg on PATH: GIF only)"))
+    out = out or loaded.home / f"interpolate-{path.value}-{seed_list[0]}.gif"
+    written = sampling.save_video(out, images, scale=scale, fps=fps)
+    console.print(f"wrote {' and '.join(map(str, written))}: {len(images)} frames"
+                  + ("" if len(written) > 1 else " (no ffmpeg on PATH: GIF only)"))
 
 
 # -------------------------------------------------------------------------------------- mix
-
-
-def parse_layers(loaded: Loaded, text: str) -> tuple[int, int]:
-    """'coarse' | 'middle' | 'fine' | '0-3' | '4-' | '5' -> [start, stop) within num_ws styles."""
-    return parsed("--layers", sampling.parse_layers, loaded.spec, loaded.cfg, text)
 
 
 @command
@@ -427,74 +337,19 @@ def mix(
     """Style mixing (StyleGAN Fig. 3): the top row shows B, the left column A, each cell A's
     styles with B's in the chosen layers."""
     loaded = load(model_file)
-    require_styled(loaded, "mix")
-    check_truncation(loaded, truncation)
-    cfg = loaded.cfg
-    start, stop = parse_layers(loaded, layers)
+    loading.require_styled(loaded, "mix")
+    start, stop = parsed("--layers", sampling.parse_layers, loaded.spec, loaded.cfg, layers)
     row_seeds = parse_seeds(rows, "row seeds", "--rows")
     col_seeds = parse_seeds(columns, "column seeds", "--columns")
-    mode = options_for(loaded, noise_mode)["noise_mode"]
-    ws_a = sampling.mapped(loaded.spec, loaded.G, cfg, row_seeds,
-                           labels_for(loaded, class_, len(row_seeds)), truncation)
-    ws_b = sampling.mapped(loaded.spec, loaded.G, cfg, col_seeds,
-                           labels_for(loaded, class_, len(col_seeds)), truncation)
-    grid = sampling.mixing_grid(loaded.spec, loaded.G, ws_a, ws_b, start, stop, noise_mode=mode)
-    out = out or default_out(loaded, f"mix-{layers}.png")
+    grid = sampling.style_mix(loaded, row_seeds, col_seeds, start, stop, label=class_,
+                              truncation=truncation, noise_mode=mode(noise_mode))
+    out = out or loaded.home / f"mix-{layers}.png"
     save_grid(out, grid, nrow=len(col_seeds) + 1)
-    console.print(f"wrote {out}: styles {start}-{stop - 1} of {len(ws_a[0])} from the columns")
+    console.print(f"wrote {out}: styles {start}-{stop - 1} of "
+                  f"{loaded.spec.styles.num_ws(loaded.cfg)} from the columns")
 
 
 # ---------------------------------------------------------------------------------- project
-
-
-def load_targets(loaded: Loaded, images: list[Path], seeds: Optional[str],
-                 data_: Optional[str], indices: Optional[str], split: Optional[str],
-                 class_: Optional[int]) -> tuple[torch.Tensor, list[str]]:
-    """Targets in [-1, 1] at the model's size: image files, dataset images, generated seeds."""
-    if not images and indices is None and seeds is None:
-        raise SampleError("nothing to project: give image files, --indices (with --data) or "
-                          "--seeds")
-    dataset = index_list = None
-    if indices is not None:
-        dataset, split = open_data(data_, split, loaded)
-        index_list = parse_seeds(indices, "indices", "--indices")
-    seed_list = parse_seeds(seeds) if seeds is not None else []
-    try:
-        return sampling.projection_targets(
-            loaded.spec, loaded.G, loaded.cfg, images=images, dataset=dataset, split=split,
-            indices=index_list or [], seeds=seed_list,
-            labels_for=lambda n: labels_for(loaded, class_, n))
-    except sampling.SamplingError as err:
-        raise SampleError(err.problem if err.parameter == "images"
-                          else f"--{err.parameter}: {err.problem}") from None
-
-
-def calibration_targets(loaded: Loaded, data_: Optional[str], class_: Optional[int],
-                        calibrate: int) -> torch.Tensor:
-    """--detect without --threshold: `calibrate` generated images, then as many real ones (of
-    the class the projection assumes), to set the threshold between them."""
-    real_set, _ = open_data(data_, "train", loaded)
-    return sampling.calibration_targets(loaded.spec, loaded.G, loaded.cfg, real_set,
-                                        count=calibrate, label=class_,
-                                        labels_for=lambda n: labels_for(loaded, class_, n))
-
-
-def print_projection(result, names: list[str], space: str, steps: int,
-                     report: Optional[dict], calibrate: int) -> None:
-    """The table of distances (and verdicts), and where a calibration put the threshold."""
-    detect = report is not None
-    table = Table(title=f"projection into {space.upper()} · {steps} steps")
-    for col in ("target", "distance") + (("verdict",) if detect else ()):
-        table.add_column(col, justify="left" if col == "target" else "right")
-    for i, name in enumerate(names):
-        verdict = [report["targets"][i]["verdict"]] if detect else []
-        table.add_row(escape(name), f"{result.distance[i].item():.4f}", *verdict)
-    console.print(table)
-    if detect and "calibration" in report:
-        calib = report["calibration"]
-        console.print(f"threshold {report['threshold']:.4f}, calibrated between {calibrate} "
-                      f"generated (max {max(calib['generated']):.4f}) and {calibrate} real images "
-                      f"(min {min(calib['real']):.4f})")
 
 
 @command
@@ -518,37 +373,50 @@ def project(
     out: Optional[Path] = typer.Option(None, help="Output folder \\[default: projection/ next to the model]."),
 ):
     """Project images into W (Appendix D); save latents, reconstructions and a progress GIF."""
-    from nanogan.projector import ClassifierDistance, separating_threshold
-    from nanogan.projector import project as run_projection
-
     loaded = load(model_file)
-    require_styled(loaded, "project")
-    targets, names = load_targets(loaded, images or [], seeds, data_, indices, split, class_)
-    n = len(targets)
-    if detect and threshold is None:
-        targets = torch.cat([targets, calibration_targets(loaded, data_, class_, calibrate)])
-    labels = labels_for(loaded, class_, len(targets))
-    distance = ClassifierDistance(pixel_weight=pixel_weight).to(_device())
+    loading.require_styled(loaded, "project")
+    if not images and indices is None and seeds is None:
+        raise SampleError("nothing to project: give image files, --indices (with --data) or "
+                          "--seeds")
+    dataset = None
+    if indices is not None:
+        dataset, split = sampling.open_data(data_, split, loaded.cfg)
+    calibration = (sampling.open_data(data_, "train", loaded.cfg)[0]
+                   if detect and threshold is None else None)
+    targets, names = sampling.projection_inputs(
+        loaded, images=images or [], dataset=dataset, split=split,
+        indices=parse_seeds(indices, "indices", "--indices") if indices is not None else [],
+        seeds=parse_seeds(seeds) if seeds is not None else [], label=class_,
+        calibration_set=calibration, calibrate=calibrate)
+    folder = output_folder(out, loaded.home / "projection")
     with console.status(f"projecting {len(targets)} images into {space.value.upper()}, "
                         f"{steps} steps"):
-        result = run_projection(loaded.G, targets, steps=steps, space=space.value,
-                                distance=distance, labels=labels, noise_weight=noise_weight,
-                                w_samples=w_samples, generator=torch.Generator().manual_seed(seed),
-                                snapshot_every=max(1, steps // 60))
-    folder = output_folder(out, loaded.home / "projection")
+        result = sampling.projection(loaded, targets, label=class_, space=space.value,
+                                     steps=steps, pixel_weight=pixel_weight,
+                                     noise_weight=noise_weight, w_samples=w_samples, seed=seed)
     sampling.save_projection(folder, result, targets, names, space=space.value, steps=steps,
                              model=str(loaded.path))
-    report = None
-    if detect:
-        if threshold is None:
-            calib = result.distance[n:]
-            threshold = separating_threshold(calib[:calibrate], calib[calibrate:])
-        report = sampling.detection_report(result.distance, names, threshold,
-                                           calibrate=calibrate, space=space.value, steps=steps)
-        (folder / "detection.json").write_text(json.dumps(report, indent=2))
+    report = sampling.detect(folder, result, names, threshold=threshold, calibrate=calibrate,
+                             space=space.value, steps=steps) if detect else None
     print_projection(result, names, space.value, steps, report, calibrate)
     console.print(f"wrote {folder}/projected.safetensors, projection.png, projection.gif"
                   + (", detection.json" if detect else ""))
+
+
+def print_projection(result, names: list[str], space: str, steps: int,
+                     report: Optional[dict], calibrate: int) -> None:
+    """The table of distances (and verdicts), and where a calibration put the threshold."""
+    detect = report is not None
+    show(f"projection into {space.upper()} · {steps} steps",
+         ("target", "distance") + (("verdict",) if detect else ()),
+         [(escape(name), f"{result.distance[i].item():.4f}")
+          + ((report["targets"][i]["verdict"],) if detect else ()) for i, name in enumerate(names)],
+         right=("distance", "verdict"))
+    if detect and "calibration" in report:
+        calib = report["calibration"]
+        console.print(f"threshold {report['threshold']:.4f}, calibrated between {calibrate} "
+                      f"generated (max {max(calib['generated']):.4f}) and {calibrate} real images "
+                      f"(min {min(calib['real']):.4f})")
 
 
 # ------------------------------------------------------------------------------------ score
@@ -576,57 +444,41 @@ def score(
 
     loaded = load(model_file)
     names = parse_metrics(metrics)  # before any data is opened
-    check_truncation(loaded, truncation)
-    if class_ is not None:
-        labels_for(loaded, class_, 1)  # validates
-    dataset, split = open_data(data_, split, loaded)
+    loading.request(loaded, 1, label=class_, truncation=truncation)  # checked before the data
+    dataset, split = sampling.open_data(data_, split, loaded.cfg)
+    options = loading.generate_options(loaded, mode(noise_mode))
     with console.status(f"scoring {num_images} images"):
         results = sampling.evaluate_model(
             loaded.spec, loaded.G, loaded.cfg, names, dataset, split, num_images=num_images,
-            truncation=truncation, options=options_for(loaded, noise_mode), label=class_,
-            extractor=extractor, seed=seed, batch_size=batch_size, cache_dir=cache_dir)
-    table = Table(title=escape(f"{loaded.name} · {loaded.path}"))
-    for col in ("metric", "value", "extractor", "images", "split", "dataset"):
-        table.add_column(col)
-    for name, r in results.items():
-        value = (", ".join(f"{k} {v:.4g}" for k, v in r.value.items())
-                 if isinstance(r.value, dict) else f"{r.value:.4g}")
-        p = r.protocol
-        table.add_row(name, value, p.extractor + (f" ({p.resize})" if p.resize else ""),
-                      str(p.num_images), p.split, p.dataset)
-    console.print(table)
+            truncation=truncation, options=options, label=class_, extractor=extractor,
+            seed=seed, batch_size=batch_size, cache_dir=cache_dir)
+    show(escape(f"{loaded.name} · {loaded.path}"),
+         ("metric", "value", "extractor", "images", "split", "dataset"),
+         [(name, ", ".join(f"{k} {v:.4g}" for k, v in r.value.items())
+           if isinstance(r.value, dict) else f"{r.value:.4g}",
+           r.protocol.extractor + (f" ({r.protocol.resize})" if r.protocol.resize else ""),
+           str(r.protocol.num_images), r.protocol.split, r.protocol.dataset)
+          for name, r in results.items()])
     accuracy = None
     if per_class:
-        accuracy = class_accuracies(loaded, num_images, truncation, options_for(loaded, noise_mode),
-                                    extractor, seed, batch_size)
-    out = out or default_out(loaded, "scores.json")
-    out.write_text(json.dumps({"model": str(loaded.path), "truncation": truncation,
-                               "class": class_, "seed": seed,
-                               "results": [r.to_dict() for r in results.values()]}
-                              | ({"class_accuracy": accuracy} if accuracy else {}), indent=2))
+        loading.require_conditional(loaded, "--per-class")
+        accuracy = sampling.class_accuracies(
+            loaded.spec, loaded.G, loaded.cfg, num_images=num_images, truncation=truncation,
+            options=options, extractor=extractor, seed=seed, batch_size=batch_size)
+        print_accuracies(accuracy, loaded.cfg.num_classes, extractor)
+    out = out or loaded.home / "scores.json"
+    sampling.save_scores(out, results, model=str(loaded.path), truncation=truncation,
+                         label=class_, seed=seed, accuracy=accuracy)
     console.print(f"wrote {out}")
 
 
-def class_accuracies(loaded: Loaded, num_images: int, truncation: Optional[float], options: dict,
-                     extractor: str, seed: int, batch_size: int) -> dict:
-    """num_images / K images per class k, classified: the share the classifier calls k."""
-    if not models.conditional(loaded.cfg):
-        require(loaded, "--per-class", "class-conditional models",
-                having(lambda s: s.labels != "never"))
-    accuracy = sampling.class_accuracies(loaded.spec, loaded.G, loaded.cfg,
-                                         num_images=num_images, truncation=truncation,
-                                         options=options, extractor=extractor, seed=seed,
-                                         batch_size=batch_size)
-    k, per = loaded.cfg.num_classes, accuracy["images_per_class"]
+def print_accuracies(accuracy: dict, k: int, extractor: str) -> None:
+    """The classifier's accuracy on each class's images (Fashion-MNIST's class names for 10)."""
     names = list(data.FASHION_MNIST_CLASSES) if k == len(data.FASHION_MNIST_CLASSES) else []
-    table = Table(title=f"classifier accuracy on {per} generated images per class ({extractor})")
-    table.add_column("class")
-    table.add_column("accuracy")
-    for c in range(k):
-        table.add_row(f"{c} {names[c]}" if names else str(c), f"{accuracy[f'acc_{c}']:.3f}")
-    table.add_row("mean", f"{accuracy['acc_mean']:.3f}")
-    console.print(table)
-    return accuracy
+    show(f"classifier accuracy on {accuracy['images_per_class']} generated images per class "
+         f"({extractor})", ("class", "accuracy"),
+         [(f"{c} {names[c]}" if names else str(c), f"{accuracy[f'acc_{c}']:.3f}")
+          for c in range(k)] + [("mean", f"{accuracy['acc_mean']:.3f}")])
 
 
 COMMANDS = {"grid", "classes", "truncation", "interpolate", "mix", "project", "score"}

@@ -55,11 +55,6 @@ from nanogan.randomness import derive_seed
 from nanogan.sources import DataError, ImageSource, _native_resolution, user_cache_dir
 from nanogan.streaming import StreamingDataset
 
-# Transitional: kept importable from here until train.py, nanogan/sampling.py and
-# tests/test_train.py import them from their own modules; nothing in this file uses them.
-from nanogan.sources import UnreadableImageError, decode_image  # noqa: F401
-from nanogan.streaming import subset  # noqa: F401
-
 logger = logging.getLogger(__name__)
 
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",

@@ -328,14 +328,11 @@ def evaluate(metrics: Sequence[str], *, generate: Callable[[int, torch.Generator
     is used only when every process finds it, and only rank 0 writes it.
     """
     _check(metrics, num_images, batch_size)
-    if not 0 <= rank < world:
-        raise ValueError(f"rank must be in [0, {world}), got rank {rank}")
-    if world > 1 and gather is None:
-        raise ValueError(f"world = {world} processes need a gather function (an all-gather "
-                         "that concatenates along dim 0 in rank order)")
+    _check_processes(rank, world, gather)
     device = torch.device(device) if device is not None else torch.device("cpu")
     shares = Shares(num_images, batch_size, world)
     mine = list(shares.batches(rank)) or [0]  # no batch of its own: compute batch 0, send none
+    agree = functools.partial(_agree, world=world, device=device, gather=gather)
     collect = functools.partial(_collect, shares=shares, gather=gather)
     indices = _real_indices(len(dataset), num_images)  # before any work: enough real images?
     model = _load_extractor(extractor).to(device) if ON_FEATURES & set(metrics) else None
@@ -344,54 +341,93 @@ def evaluate(metrics: Sequence[str], *, generate: Callable[[int, torch.Generator
 
     with torch.no_grad():
         # 1. local work: this process's fakes and their features; is the real-feature cache here?
-        error, fakes, fake, cached = None, [], None, None
-        try:
-            for j in mine:
-                g = torch.Generator().manual_seed(derive_seed(seed, "metrics", j))
-                images = generate(shares.sizes[j], g).detach()
-                if images.ndim != 4 or len(images) != shares.sizes[j]:
-                    raise ValueError(f"generate must return (b, c, h, w) images, got "
-                                     f"{tuple(images.shape)} for b = {shares.sizes[j]}")
-                fakes.append(to_uint8(images))  # 8-bit, where generate left them
-            if model is not None:
-                fake = _featurise(model, fakes)
-                cached = load_cached(protocol, model.fingerprint, cache_dir)
-        except Exception as err:  # noqa: BLE001 - re-raised by _agree, on every process
-            error = err
+        cache = lambda: load_cached(protocol, model.fingerprint, cache_dir)  # noqa: E731
+        error, fakes, fake, cached = _fake_share(generate, shares, mine, seed, model, cache)
         # the cache is used only if every process has it: one that misses needs the others
-        compute_real = model is not None and not _agree(
-            error, [cached is not None], world, device, gather).all()
+        compute_real = not agree(error, [cached is not None]).all() and model is not None
         # 2. local work: this process's real images, and their features unless cached
-        real = reals = None
-        if compute_real or "swd" in metrics:
-            try:
-                reals = [_load_images(dataset, indices[shares.start(j):][:shares.sizes[j]])
-                         .to(device) for j in mine]
-                real = _featurise(model, reals) if compute_real else None
-            except Exception as err:  # noqa: BLE001 - re-raised by _agree, on every process
-                error = err
-            _agree(error, [], world, device, gather)
-        # 3. gather: every process gets all rows, in the global order
+        reals, real = _real_share(dataset, indices, shares, mine, device, agree,
+                                  model if compute_real else None, "swd" in metrics)
+        # 3. gather: every process gets all rows, in the global order; 4. the scores
         if model is not None:
             fake = _split(collect(fake[0]), fake[1])
             real = _split(collect(real[0]), real[1]) if compute_real else cached
-        fake_images = real_images = None
-        if {"swd", "msssim"} & set(metrics):
-            fake_images = _as_float(collect(torch.cat(fakes).to(device)))
-        if "swd" in metrics:
-            real_images = collect(torch.cat(reals))
-
-        # 4. the scores, on every process: float64 statistics, so on the CPU where a device may
-        # lack float64 (MPS)
-        where = device if device.type in ("cpu", "cuda") else torch.device("cpu")
-        move = lambda t: None if t is None else (  # noqa: E731
-            tuple(x.to(where) for x in t) if isinstance(t, tuple) else t.to(where))
-        fake, real, fake_images, real_images = map(move, (fake, real, fake_images, real_images))
-        results = _measure(metrics, fake_images, lambda: real_images, lambda: real, fake,
-                           protocol, seed)
+        results = _gathered_scores(metrics, fakes, reals, fake, real, collect, device,
+                                   protocol, seed)
     if compute_real and rank == 0:  # after the last gather: no process waits for this write
         store_cached(*real, protocol, model.fingerprint, cache_dir)
     return results
+
+
+def _check_processes(rank: int, world: int,
+                     gather: Callable[[torch.Tensor], torch.Tensor] | None) -> None:
+    if not 0 <= rank < world:
+        raise ValueError(f"rank must be in [0, {world}), got rank {rank}")
+    if world > 1 and gather is None:
+        raise ValueError(f"world = {world} processes need a gather function (an all-gather "
+                         "that concatenates along dim 0 in rank order)")
+
+
+def _fake_share(generate: Callable[[int, torch.Generator], torch.Tensor], shares: Shares,
+                batches: list[int], seed: int, model: Extractor | None,
+                cached: Callable[[], tuple[torch.Tensor, torch.Tensor] | None]):
+    """(error, fakes, fake, cached()) of this process's share: its generated batches, 8-bit where
+    generate left them (batch j drawn with a generator seeded by (seed, "metrics", j) alone), and
+    with a model their [features ‖ probs] and d, and the real features the cache holds. An error
+    is returned, not raised, so that _agree raises it on every process."""
+    fakes = []
+    try:
+        for j in batches:
+            g = torch.Generator().manual_seed(derive_seed(seed, "metrics", j))
+            images = generate(shares.sizes[j], g).detach()
+            if images.ndim != 4 or len(images) != shares.sizes[j]:
+                raise ValueError(f"generate must return (b, c, h, w) images, got "
+                                 f"{tuple(images.shape)} for b = {shares.sizes[j]}")
+            fakes.append(to_uint8(images))
+        if model is not None:
+            return None, fakes, _featurise(model, fakes), cached()
+    except Exception as err:  # noqa: BLE001 - re-raised by _agree, on every process
+        return err, fakes, None, None
+    return None, fakes, None, None
+
+
+def _real_share(dataset: Any, indices: torch.Tensor, shares: Shares, batches: list[int],
+                device: torch.device, agree: Callable, model: Extractor | None, pixels: bool
+                ) -> tuple[list[torch.Tensor] | None, tuple[torch.Tensor, int] | None]:
+    """This process's real images (the same batches as its fakes, on `device`) and, with a
+    `model`, their [features ‖ probs]; (None, None) when neither the features (no model) nor
+    the pixels are needed. Every process agrees that all succeeded before any goes on."""
+    if model is None and not pixels:
+        return None, None
+    error = reals = real = None
+    try:
+        reals = [_load_images(dataset, indices[shares.start(j):][:shares.sizes[j]]).to(device)
+                 for j in batches]
+        real = _featurise(model, reals) if model is not None else None
+    except Exception as err:  # noqa: BLE001 - re-raised by _agree, on every process
+        error = err
+    agree(error, [])
+    return reals, real
+
+
+def _gathered_scores(metrics: Sequence[str], fakes: list[torch.Tensor],
+                     reals: list[torch.Tensor] | None, fake, real, collect: Callable,
+                     device: torch.device, protocol: Protocol, seed: int
+                     ) -> dict[str, MetricResult]:
+    """The scores from every process's (gathered) features, and pixels where a metric needs
+    them; the same on every process. Float64 statistics: on the CPU where a device may lack
+    float64 (MPS)."""
+    fake_images = real_images = None
+    if {"swd", "msssim"} & set(metrics):
+        fake_images = _as_float(collect(torch.cat(fakes).to(device)))
+    if "swd" in metrics:
+        real_images = collect(torch.cat(reals))
+    where = device if device.type in ("cpu", "cuda") else torch.device("cpu")
+    move = lambda t: None if t is None else (  # noqa: E731
+        tuple(x.to(where) for x in t) if isinstance(t, tuple) else t.to(where))
+    fake, real, fake_images, real_images = map(move, (fake, real, fake_images, real_images))
+    return _measure(metrics, fake_images, lambda: real_images, lambda: real, fake, protocol,
+                    seed)
 
 
 def _split(both: torch.Tensor, d: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -3,9 +3,11 @@ seeds, latent paths, style-mixing grids, projection targets and reports, truncat
 scores; and the parsing of what a user writes for them (seed lists like 0-3,10, value lists,
 style-layer ranges).
 
-Every function takes a model's spec (`models.ModelSpec`), its G_ema and config, and goes
+Every function takes a model's spec (`models.ModelSpec`), its G_ema and config, or the
+`loading.Loaded` that holds them (the commands' steps, which also check the request), and goes
 through the spec's functions: no model is named here. Errors are `SamplingError`s (a
-ValueError) that name this library's parameters; sample.py translates them into its options.
+ValueError, defined in loading.py) that name this library's parameters; sample.py translates
+them into its options.
 
 Lesson: lessons/00_reading_this_repo.md
 """
@@ -13,6 +15,7 @@ Lesson: lessons/00_reading_this_repo.md
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import re
 from pathlib import Path
@@ -20,24 +23,16 @@ from typing import Any
 
 import torch
 
-from nanogan import data, models
-from nanogan.images import make_grid, save_gif, save_grid
+from nanogan import data, loading, models, sources
+from nanogan.images import has_ffmpeg, make_grid, save_gif, save_grid, save_mp4, upscale
 from nanogan.interpolate import key_path, lerp, slerp, smoothed_walk
+from nanogan.loading import Loaded, SamplingError
 from nanogan.randomness import derive_seed
 
 Spec = models.ModelSpec
 MAX_SEED = 2**64 - 1  # torch.Generator.manual_seed takes seeds in [0, 2^64)
 SINGULAR = {"seeds": "seed", "classes": "class", "indices": "index", "row seeds": "row seed",
             "column seeds": "column seed"}
-
-
-class SamplingError(ValueError):
-    """A value this module cannot use. `parameter` names the argument (for the parsers: the
-    list's name, `what`), `problem` says what is wrong; the message is "parameter: problem"."""
-
-    def __init__(self, parameter: str, problem: str):
-        super().__init__(f"{parameter}: {problem}")
-        self.parameter, self.problem = parameter, problem
 
 
 def parse_seeds(text: str, what: str = "seeds") -> list[int]:
@@ -119,6 +114,41 @@ def generated(spec: Spec, G: torch.nn.Module, cfg: Any, seeds: list[int],
     return spec.styles.synthesize(G, ws, "random", noise=noise).float().cpu()
 
 
+def seed_images(loaded: Loaded, seeds: list[int], *, label: int | None = None,
+                truncation: float | None = None, noise_mode: str | None = None) -> torch.Tensor:
+    """What G makes for seeds (label: a conditional model's class, 0 by default), checked."""
+    labels, options = loading.request(loaded, len(seeds), label=label, truncation=truncation,
+                                      noise_mode=noise_mode)
+    return models.sample(loaded.spec, loaded.G, loaded.cfg, seeds, labels, **options)
+
+
+def save_per_seed(folder: Path, seeds: list[int], images: torch.Tensor) -> None:
+    """One PNG per seed in folder: seed0007.png for seed 7."""
+    for s, image in zip(seeds, images):
+        save_grid(folder / f"seed{s:04d}.png", image[None], nrow=1, padding=0)
+
+
+def class_grid(loaded: Loaded, classes: list[int], seeds: list[int], *,
+               truncation: float | None = None, noise_mode: str | None = None) -> torch.Tensor:
+    """One row per class, one column per seed (the same seeds in every row), row-major."""
+    k = loaded.cfg.num_classes
+    if bad := [c for c in classes if not 0 <= c < k]:
+        raise SamplingError("classes", f"must be in [0, {k}), got {bad}", "{classes}")
+    loading.check_truncation(loaded, truncation)
+    labels = torch.tensor(classes).repeat_interleave(len(seeds))
+    return models.sample(loaded.spec, loaded.G, loaded.cfg, seeds * len(classes), labels,
+                         truncation=truncation, **loading.generate_options(loaded, noise_mode))
+
+
+def truncation_grid(loaded: Loaded, seeds: list[int], values: list[float], *,
+                    label: int | None = None, noise_mode: str | None = None) -> torch.Tensor:
+    """One row of the seeds' images per truncation value (checked by the caller), row-major."""
+    options = loading.generate_options(loaded, noise_mode)
+    labels = loading.labels_for(loaded, label, len(seeds))
+    return torch.cat([models.sample(loaded.spec, loaded.G, loaded.cfg, seeds, labels,
+                                    truncation=v, **options) for v in values])
+
+
 def latent_path(spec: Spec, G: torch.nn.Module, cfg: Any, kind: str, seeds: list[int], *,
                 labels_for, truncation: float | None, options: dict, frames: int = 24,
                 loop: bool = True, num_frames: int = 1, sigma: float = 1.0) -> torch.Tensor:
@@ -134,6 +164,43 @@ def latent_path(spec: Spec, G: torch.nn.Module, cfg: Any, kind: str, seeds: list
     # lerp in W after truncation: truncating the path is lerping the truncated keys
     ws = mapped(spec, G, cfg, seeds, labels_for(len(seeds)), truncation)
     return models.render_ws(spec, G, key_path(ws[:, 0], frames, lerp, loop=loop), **options)
+
+
+def video_frames(loaded: Loaded, path: str, seeds: list[int], *, label: int | None = None,
+                 truncation: float | None = None, noise_mode: str | None = None,
+                 **along: Any) -> torch.Tensor:
+    """latent_path's images, the request checked: "lerp-w" needs a W space, "slerp" and
+    "lerp-w" at least two seeds, and "walk" a truncation in W if any (resampling z would break
+    the walk's smoothness). `along`: latent_path's frames, loop, num_frames, sigma."""
+    options = loading.generate_options(loaded, noise_mode)
+    loading.check_truncation(loaded, truncation)
+    if path == "lerp-w":
+        loading.require_styled(loaded, "{path} lerp-w")
+    if path != "walk" and len(seeds) < 2:
+        raise SamplingError("path", f"needs at least two seeds, got {seeds}", f"{{path}} {path}")
+    rule = loaded.spec.truncation
+    if path == "walk" and truncation is not None and rule.in_z:
+        in_w = loading.having(lambda s: s.truncation and not s.truncation.in_z)
+        raise SamplingError("truncation", f"applies to models that truncate in W "
+                                          f"({', '.join(in_w)}); {loaded.name}'s {rule.symbol} "
+                                          f"resamples z, which a smooth walk cannot do",
+                            "{truncation} with {path} walk")
+    return latent_path(loaded.spec, loaded.G, loaded.cfg, path, seeds, truncation=truncation,
+                       options=options, **along,
+                       labels_for=functools.partial(loading.labels_for, loaded, label))
+
+
+def save_video(out: Path, images: torch.Tensor, *, fps: int, scale: int | None = None
+               ) -> list[Path]:
+    """A GIF of the images upscaled by `scale` (default: to >= 256 px), and an MP4 beside it
+    where ffmpeg exists: the files written."""
+    scale = scale or max(1, 256 // images.shape[-1])
+    video = [make_grid(upscale(image[None], scale), nrow=1, padding=0) for image in images]
+    save_gif(out, video, fps=fps)
+    if not has_ffmpeg():
+        return [out]
+    save_mp4(out.with_suffix(".mp4"), video, fps=fps)
+    return [out, out.with_suffix(".mp4")]
 
 
 def style_layers(spec: Spec, cfg: Any, name: str) -> tuple[int, int]:
@@ -154,6 +221,18 @@ def mixing_grid(spec: Spec, G: torch.nn.Module, ws_a: torch.Tensor, ws_b: torch.
     mixed = models.render_ws(spec, G, cells.flatten(0, 1), **options).unflatten(0, (len(a), len(b)))
     blank = torch.ones_like(a[:1])  # white: the corner has no source
     return torch.cat([blank, b] + [torch.cat([a[i : i + 1], mixed[i]]) for i in range(len(a))])
+
+
+def style_mix(loaded: Loaded, row_seeds: list[int], column_seeds: list[int], start: int,
+              stop: int, *, label: int | None = None, truncation: float | None = None,
+              noise_mode: str | None = None) -> torch.Tensor:
+    """mixing_grid of the seeds' (truncated) ws: rows A, columns B, B's styles in [start, stop)."""
+    loading.check_truncation(loaded, truncation)
+    options = loading.generate_options(loaded, noise_mode)
+    ws_a, ws_b = (mapped(loaded.spec, loaded.G, loaded.cfg, seeds,
+                         loading.labels_for(loaded, label, len(seeds)), truncation)
+                  for seeds in (row_seeds, column_seeds))
+    return mixing_grid(loaded.spec, loaded.G, ws_a, ws_b, start, stop, **options)
 
 
 def open_data(source: str | None, split: str | None, cfg: Any):
@@ -215,6 +294,14 @@ def class_accuracies(spec: Spec, G: torch.nn.Module, cfg: Any, *, num_images: in
             **class_accuracy(probs, labels, k)}
 
 
+def save_scores(out: Path, results, *, model: str, truncation: float | None, label: int | None,
+                seed: int, accuracy: dict | None = None) -> None:
+    """The scores as JSON: each MetricResult with its protocol, and the per-class accuracy."""
+    out.write_text(json.dumps({"model": model, "truncation": truncation, "class": label,
+                               "seed": seed, "results": [r.to_dict() for r in results.values()]}
+                              | ({"class_accuracy": accuracy} if accuracy else {}), indent=2))
+
+
 def projection_targets(spec: Spec, G: torch.nn.Module, cfg: Any, *, images: list[Path],
                        dataset=None, split: str | None = None, indices: list[int] = (),
                        seeds: list[int] = (), labels_for=lambda n: None
@@ -225,7 +312,7 @@ def projection_targets(spec: Spec, G: torch.nn.Module, cfg: Any, *, images: list
     for file in images:
         if not Path(file).is_file():
             raise SamplingError("images", f"{file}: no such image file")
-        pixels = data.decode_image(Path(file).read_bytes(), cfg.resolution, cfg.channels)
+        pixels = sources.decode_image(Path(file).read_bytes(), cfg.resolution, cfg.channels)
         targets.append(data.to_float(torch.from_numpy(pixels.copy())))
         names.append(str(file))
     for i in indices:
@@ -253,6 +340,36 @@ def calibration_targets(spec: Spec, G: torch.nn.Module, cfg: Any, real_set, *, c
     reals = torch.stack([data.to_float(real_set[i][0]) for i in pick[:count].tolist()])
     fake_seeds = list(range(10**6, 10**6 + count))
     return torch.cat([generated(spec, G, cfg, fake_seeds, labels_for(count)), reals])
+
+
+def projection_inputs(loaded: Loaded, *, images: list[Path], dataset=None, split: str | None = None,
+                      indices: list[int] = (), seeds: list[int] = (), label: int | None = None,
+                      calibration_set=None, calibrate: int = 0) -> tuple[torch.Tensor, list[str]]:
+    """projection_targets (the generated ones with `label`) and their names; with a
+    calibration_set, calibration_targets follow them (`calibrate` generated, then real)."""
+    labels_for = functools.partial(loading.labels_for, loaded, label)
+    targets, names = projection_targets(loaded.spec, loaded.G, loaded.cfg, images=images,
+                                         dataset=dataset, split=split, indices=indices,
+                                         seeds=seeds, labels_for=labels_for)
+    if calibration_set is not None:
+        targets = torch.cat([targets, calibration_targets(
+            loaded.spec, loaded.G, loaded.cfg, calibration_set, count=calibrate, label=label,
+            labels_for=labels_for)])
+    return targets, names
+
+
+def projection(loaded: Loaded, targets: torch.Tensor, *, label: int | None, space: str,
+               steps: int, pixel_weight: float, noise_weight: float, w_samples: int, seed: int):
+    """projector.project of the targets into `space` ("w" or "w+") with the classifier
+    distance, seeded by `seed`, about 60 snapshots for the progress GIF."""
+    from nanogan.projector import ClassifierDistance, project
+
+    distance = ClassifierDistance(pixel_weight=pixel_weight).to(models.device_of(loaded.G))
+    return project(loaded.G, targets, steps=steps, space=space, distance=distance,
+                   labels=loading.labels_for(loaded, label, len(targets)),
+                   noise_weight=noise_weight, w_samples=w_samples,
+                   generator=torch.Generator().manual_seed(seed),
+                   snapshot_every=max(1, steps // 60))
 
 
 def flat_values(results) -> dict[str, float]:
@@ -339,4 +456,19 @@ def detection_report(distance: torch.Tensor, names: list[str], threshold: float,
     if len(distance) > n:
         calib = distance[n:].tolist()
         report["calibration"] = {"generated": calib[:calibrate], "real": calib[calibrate:]}
+    return report
+
+
+def detect(folder: Path, result, names: list[str], *, threshold: float | None, calibrate: int,
+           space: str, steps: int) -> dict:
+    """detection_report, written to folder/detection.json; without a threshold, the one that
+    separates the calibration's `calibrate` generated images from its real ones."""
+    from nanogan.projector import separating_threshold
+
+    if threshold is None:
+        calib = result.distance[len(names):]
+        threshold = separating_threshold(calib[:calibrate], calib[calibrate:])
+    report = detection_report(result.distance, names, threshold, calibrate=calibrate,
+                              space=space, steps=steps)
+    (folder / "detection.json").write_text(json.dumps(report, indent=2))
     return report

@@ -417,3 +417,11 @@ def test_a_failure_on_one_process_raises_on_every_process(metrics, where, failur
     assert failure in str(results[1])
     assert isinstance(results[0], RuntimeError)
     assert "evaluation failed on process [1]" in str(results[0])
+
+
+def test_a_failing_generator_raises_on_every_process_with_pixel_metrics_only():
+    """The same where the metrics need neither features nor real images (MS-SSIM alone): the
+    failing process's error is shared at once, not left to break the next gather."""
+    results = run_on_threads(2, ["msssim"], errors=True, generates=[noise, broken])
+    assert "out of memory" in str(results[1])
+    assert "evaluation failed on process [1]" in str(results[0])

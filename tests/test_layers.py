@@ -13,7 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "nanogan"
 LOOP = {"trainer"}  # train.py's loop: speaks to a model through the registry
-REGISTRY = {"models", "sampling"}  # what the entry points speak to
+REGISTRY = {"models", "sampling", "loading"}  # what the entry points speak to
 MODEL_FILES = {"progan", "biggan", "stylegan2"}
 RANK = {"loop": 3, "registry": 2, "model": 1, "library": 0}  # imports go to an equal or lower rank
 CLI_LIBRARIES = {"accelerate", "typer", "rich"}
@@ -114,3 +114,11 @@ def test_a_lazy_import_outside_the_allowed_function_is_caught(tmp_path):
     path = tmp_path / "x.py"
     path.write_text("def helper():\n    import rich\n")
     assert imports(path) == [("rich", 2, "helper")]
+
+
+def test_every_module_has_its_test_file():
+    """Every module in nanogan/ has a test file tests/test_<module>.py beside it."""
+    tests = ROOT / "tests"
+    missing = [p.name for p in sorted(PACKAGE.glob("*.py"))
+               if p.stem != "__init__" and not (tests / f"test_{p.stem}.py").is_file()]
+    assert not missing, missing

@@ -165,7 +165,8 @@ def test_noise_modes(files, tmp_path):
     img = [png(tmp_path / f"{i}.png") for i in range(4)]
     assert np.array_equal(img[0], img[1])
     assert not np.array_equal(img[0], img[2]) and not np.array_equal(img[0], img[3])
-    fails("grid", files["progan"], "--noise-mode", "random", match="applies to models with noise")
+    fails("grid", files["progan"], "--noise-mode", "random",
+          match="--noise-mode applies to models with noise inputs (stylegan2)")
 
 
 def test_classes_one_row_per_class(files, tmp_path):
@@ -179,7 +180,7 @@ def test_classes_one_row_per_class(files, tmp_path):
     ok("classes", m, "--seeds", "0", "--out", tmp_path / "all.png")
     assert png(tmp_path / "all.png").shape == (3 * 33 + 1, 34)
     fails("classes", files["stylegan2"], match="classes applies to class-conditional models")
-    fails("classes", m, "--classes", "5", match="classes must be in [0, 3)")
+    fails("classes", m, "--classes", "5", match="--classes must be in [0, 3), got [5]")
     fails("grid", files["stylegan2"], "--class", "1", match="--class applies to class-conditional")
 
 
@@ -315,7 +316,9 @@ def test_biggan_classes_and_threshold_rows(files, folder_data, tmp_path):
     assert len((tmp_path / "truncation-curve.csv").read_text().splitlines()) == 3
     ok("interpolate", m, "--seeds", "0,1", "--frames", 2, "--out", tmp_path / "v.gif")
     fails("mix", m, match="mix applies to style-based generators")
-    fails("interpolate", m, "--path", "walk", "--truncation", "0.5", match="biggan's threshold resamples z")
+    fails("interpolate", m, "--path", "walk", "--truncation", "0.5", match="--truncation with "
+          "--path walk applies to models that truncate in W (stylegan2); biggan's threshold "
+          "resamples z")
 
 
 def test_score_per_class_reports_the_classifier_accuracy_of_each_class(files, folder_data,
@@ -330,7 +333,8 @@ def test_score_per_class_reports_the_classifier_accuracy_of_each_class(files, fo
     assert accuracy["acc_mean"] == pytest.approx(sum(classes) / 10)
     assert "Ankle boot" in result.output
     fails("score", files["stylegan2"], "--metrics", "fid", "--data", folder_data,
-          "--num-images", 4, "--per-class", match="--per-class applies to class-conditional")
+          "--num-images", 4, "--per-class", match="--per-class applies to class-conditional "
+          "models (stylegan2 (trained with labels), biggan)")
 
 
 # ----------------------------------------------------------------- run folders and snapshots

@@ -5,6 +5,7 @@ layout, and a seed's image independent of the seeds drawn beside it."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,7 +13,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from test_recipe import SMALL
 
-from nanogan import models, sampling
+from nanogan import loading, models, sampling
 
 SPEC = models.SPECS["stylegan2"]
 
@@ -130,3 +131,69 @@ def test_calibration_reals_of_a_conditional_model_come_from_its_class():
     matches = [[torch.equal(r, to_float(images[i])) for i in range(12)] for r in reals]
     chosen = [m.index(True) for m in matches]
     assert all(labels[i] == 1 for i in chosen) and len(set(chosen)) == 3
+
+
+# ------------------------------------------------------------- the commands' steps (Loaded)
+
+
+def loaded(name: str, G=None, **changes) -> loading.Loaded:
+    """A Loaded of a tiny preset: the checks read only its spec and config."""
+    spec = models.SPECS[name]
+    cfg = dataclasses.replace(spec.PRESETS["tiny"], **changes)
+    return loading.Loaded(Path(f"/runs/{name}.safetensors"), spec, cfg, G, Path("/runs"))
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: sampling.video_frames(loaded("progan"), "lerp-w", [0, 1]),
+     "path lerp-w applies to style-based generators with a mapping network (stylegan2)"),
+    (lambda: sampling.video_frames(loaded("stylegan2"), "slerp", [3]),
+     "path slerp needs at least two seeds, got [3]"),
+    (lambda: sampling.video_frames(loaded("biggan"), "walk", [0], truncation=0.5),
+     "truncation with path walk applies to models that truncate in W (stylegan2); biggan's "
+     "threshold resamples z"),
+    (lambda: sampling.class_grid(loaded("biggan", num_classes=3), [1, 3], [0]),
+     "classes must be in [0, 3), got [3]"),
+    (lambda: sampling.style_mix(loaded("stylegan2"), [0], [1], 0, 1, label=2),
+     "label applies to class-conditional models"),
+    (lambda: sampling.seed_images(loaded("progan"), [0], noise_mode="random"),
+     "noise_mode applies to models with noise inputs (stylegan2)"),
+])
+def test_the_commands_steps_check_the_request_in_the_librarys_words(call, message):
+    """Each step refuses a request the model cannot serve before any image is drawn, naming
+    the library's parameter (sample.py words it as its option)."""
+    with pytest.raises(sampling.SamplingError) as err:
+        call()
+    assert str(err.value).startswith(message), str(err.value)
+
+
+def test_save_video_upscales_to_256_pixels_and_keeps_every_frame(tmp_path, monkeypatch):
+    """A GIF of one frame per image, 8-pixel images upscaled 32× by default; without ffmpeg,
+    the GIF alone."""
+    from PIL import Image
+
+    monkeypatch.setattr(sampling, "has_ffmpeg", lambda: False)
+    images = torch.rand(5, 1, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    assert sampling.save_video(tmp_path / "v.gif", images, fps=10) == [tmp_path / "v.gif"]
+    video = Image.open(tmp_path / "v.gif")
+    assert video.n_frames == 5 and video.size == (256, 256)
+    sampling.save_video(tmp_path / "s.gif", images, fps=10, scale=3)
+    assert Image.open(tmp_path / "s.gif").size == (24, 24)
+
+
+def test_detection_calibrates_a_threshold_between_generated_and_real(tmp_path):
+    """Without a threshold, the one between the calibration's generated distances (after the
+    targets) and its real ones; each target at or below it is called generated."""
+    import json
+    from types import SimpleNamespace
+
+    distance = torch.tensor([0.5, 3.0, 1.0, 1.25, 2.0, 2.5])  # 2 targets, 2 generated, 2 real
+    report = sampling.detect(tmp_path, SimpleNamespace(distance=distance), ["a", "b"],
+                             threshold=None, calibrate=2, space="w", steps=3)
+    assert 1.25 <= report["threshold"] < 2.0
+    assert [t["verdict"] for t in report["targets"]] == ["generated", "real"]
+    assert report["calibration"] == {"generated": [1.0, 1.25], "real": [2.0, 2.5]}
+    assert json.loads((tmp_path / "detection.json").read_text()) == report
+    given = sampling.detect(tmp_path, SimpleNamespace(distance=distance[:2]), ["a", "b"],
+                            threshold=4.0, calibrate=2, space="w", steps=3)
+    assert [t["verdict"] for t in given["targets"]] == ["generated", "generated"]
+    assert "calibration" not in given
