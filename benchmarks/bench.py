@@ -221,14 +221,25 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def to_channels_last(recipe) -> None:
+    """G, D and G_ema with their 4-d weights in NHWC order (convolutions then run NHWC: cuDNN's
+    tensor-core kernels prefer it); the numbers stay the same, only the layout changes."""
+    for net in (recipe.G, recipe.D, recipe.G_ema):
+        net.to(memory_format=torch.channels_last)
+
+
 def measure(name: str, suite: dict, device: str, steps: int, windows: int, warmup: int,
-            precision: str = "no") -> dict:
+            precision: str = "no", channels_last: bool = False) -> dict:
     speed_settings = cuda_speed_settings(device)
     module, cfg, recipe = build(name, suite, device, precision)
+    if channels_last:
+        to_channels_last(recipe)
     g = torch.Generator().manual_seed(0)
     per_step = recipe.batch_per_step
     reals = (torch.rand(per_step, cfg.channels, cfg.resolution, cfg.resolution, generator=g) * 2
              - 1).to(device)
+    if channels_last:
+        reals = reals.contiguous(memory_format=torch.channels_last)
     labels = torch.randint(max(getattr(cfg, "num_classes", 0), 1), (per_step,),
                            generator=g).to(device)
     images_seen = recipe.images_seen
@@ -263,6 +274,7 @@ def measure(name: str, suite: dict, device: str, steps: int, windows: int, warmu
     return {"name": name, "model": suite[name][0], "notes": suite[name][2],
             "precision": precision, "settings": speed_settings,
             "modconv": os.environ.get("NANOGAN_MODCONV", "auto"),
+            "layout": "channels_last" if channels_last else "nchw",
             "mfu_bf16": flops_per_s / (peak_tflops * 1e12) if peak_tflops else None,
             "config": {k: v for k, v in dataclasses.asdict(cfg).items()},
             "steps_per_window": steps, "windows": windows, "window_s": times,
@@ -406,6 +418,8 @@ def main() -> None:
                         help="no (fp32; +TF32 on CUDA), bf16 or fp16 autocast of the main phases")
     parser.add_argument("--modconv", choices=("auto", "grouped", "activations"), default=None,
                         help="force one modulated-conv path (sets $NANOGAN_MODCONV)")
+    parser.add_argument("--channels-last", action="store_true",
+                        help="weights and images in NHWC order (torch.channels_last)")
     parser.add_argument("--timeout", type=float, default=None,
                         help="seconds per configuration's subprocess [none]")
     parser.add_argument("--steps", type=int, default=None, help="steps per window [16; paper: 2]")
@@ -442,7 +456,7 @@ def main() -> None:
         parser.error("--steps must be a multiple of 16 (R1 runs every 16 steps)")
     if args.one:
         print(json.dumps(measure(args.one, suite, args.device, args.steps, args.windows,
-                                 args.warmup, args.precision)))
+                                 args.warmup, args.precision, args.channels_last)))
         return
     if args.memory_steps:
         result = memory_run(args.memory_steps)
@@ -465,6 +479,8 @@ def main() -> None:
                "--precision", args.precision]
         if args.threads:
             cmd += ["--threads", str(args.threads)]
+        if args.channels_last:
+            cmd += ["--channels-last"]
         try:
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
         except subprocess.TimeoutExpired:

@@ -6,8 +6,8 @@ On a CUDA machine: (1) `pytest -m cuda`; (2) the GPU benchmarks, one fresh `benc
 process per row, 16 warm-up steps (FLOPs counted over them) and 2 timed windows of 16 steps at
 batch 32 (~1.5 kimg a StyleGAN2 row): the headline rows first — StyleGAN2 config F at 256² in
 bf16 and fp32+TF32, at 128² in bf16, BigGAN 128² ch 96 in bf16 — then, as time allows, fp16,
-128² fp32+TF32, the grouped modulated-conv path forced, and both modulated-conv paths per layer
-shape; (3) a training run of every tiny preset, all three at once (they are launch-bound and
+256² bf16 with channels_last (NHWC) weights and images, 128² fp32+TF32, the grouped
+modulated-conv path forced, and both modulated-conv paths per layer shape; (3) a training run of every tiny preset, all three at once (they are launch-bound and
 leave the GPU mostly idle), stopped by SIGINT after TRAIN_SECONDS (train.py saves and exits),
 with img/s from each run's log.jsonl.
 
@@ -26,6 +26,7 @@ autotuning and FLOP counting per row):
     ---------------------------------------------------------------
     required, sum                              470       320  (≤ BUDGET_S = 480)
     stylegan2-256px fp16                        70        40  if time is left
+    stylegan2-256px bf16, channels_last         70        40  if time is left
     stylegan2-128px fp32+TF32                   45        30  if time is left
     stylegan2-128px fp16                        45        25  if time is left
     stylegan2-256px bf16, grouped modconv       70        45  if time is left
@@ -65,15 +66,17 @@ STARTUP_S, FINAL_S = 5, 5  # before the first step; after the last (the report)
 TESTS_S = 55
 TRAIN_SECONDS = 120
 STOP_GRACE_S = 15  # after SIGINT, for train.py to save and exit before its group is killed
-# (row, precision, modconv, timeout s, required), in the order they run (see the budget above)
-GPU_ROWS = (("stylegan2-256px", "bf16", "auto", 70, True),
-            ("stylegan2-256px", "no", "auto", 80, True),
-            ("stylegan2-128px", "bf16", "auto", 45, True),
-            ("biggan-128px", "bf16", "auto", 75, True),
-            ("stylegan2-256px", "fp16", "auto", 70, False),
-            ("stylegan2-128px", "no", "auto", 45, False),
-            ("stylegan2-128px", "fp16", "auto", 45, False),
-            ("stylegan2-256px", "bf16", "grouped", 70, False))
+# (row, precision, modconv path, layout, timeout s, required), in the order they run (see the
+# budget above); the optional channels_last row measures whether NHWC pays on this card
+GPU_ROWS = (("stylegan2-256px", "bf16", "auto", "nchw", 70, True),
+            ("stylegan2-256px", "no", "auto", "nchw", 80, True),
+            ("stylegan2-128px", "bf16", "auto", "nchw", 45, True),
+            ("biggan-128px", "bf16", "auto", "nchw", 75, True),
+            ("stylegan2-256px", "fp16", "auto", "nchw", 70, False),
+            ("stylegan2-256px", "bf16", "auto", "channels_last", 70, False),
+            ("stylegan2-128px", "no", "auto", "nchw", 45, False),
+            ("stylegan2-128px", "fp16", "auto", "nchw", 45, False),
+            ("stylegan2-256px", "bf16", "grouped", "nchw", 70, False))
 MODCONV_S = 40
 # bench.py --steps, --windows, --warmup: warm-up ≥ steps, so FLOPs are counted over the warm-up
 GPU_STEPS, SMOKE_STEPS = (16, 2, 16), (1, 1, 1)
@@ -117,13 +120,14 @@ def plan(cuda: bool) -> list[dict]:
     steps = [{"kind": "tests", "timeout": TESTS_S if cuda else DRY_RUN["tests_s"],
               "required": True}]
     seen = set()
-    for name, precision, modconv, timeout, required in GPU_ROWS:
+    for name, precision, modconv, layout, timeout, required in GPU_ROWS:
         if not cuda:
             name, timeout = SMOKE_OF[name], DRY_RUN["row_s"]
-        if (name, precision, modconv) not in seen:
-            seen.add((name, precision, modconv))
+        if (name, precision, modconv, layout) not in seen:
+            seen.add((name, precision, modconv, layout))
             steps.append({"kind": "bench", "name": name, "precision": precision,
-                          "modconv": modconv, "timeout": timeout, "required": required})
+                          "modconv": modconv, "layout": layout, "timeout": timeout,
+                          "required": required})
     train_s = TRAIN_SECONDS if cuda else DRY_RUN["train_s"]
     return steps + [{"kind": "modconv", "timeout": MODCONV_S if cuda else DRY_RUN["modconv_s"],
                      "required": False},
@@ -286,13 +290,15 @@ def bench_step(step: dict, timeout: float, device: str, scratch: Path) -> dict:
     cmd = [sys.executable, "benchmarks/bench.py", "--one", step["name"], "--device", device,
            "--suite", "gpu" if cuda else "smoke", "--precision", step["precision"],
            "--modconv", step["modconv"], "--steps", str(steps), "--windows", str(windows),
-           "--warmup", str(warmup), *([] if cuda else ["--threads", "1"])]
-    log = scratch / f"bench-{step['name']}-{step['precision']}-{step['modconv']}.log"
+           "--warmup", str(warmup), *([] if cuda else ["--threads", "1"]),
+           *(["--channels-last"] if step["layout"] == "channels_last" else [])]
+    tag = f"{step['name']}-{step['precision']}-{step['modconv']}-{step['layout']}"
+    log = scratch / f"bench-{tag}.log"
     done = run(cmd, timeout, log)
     row = last_json(log.read_text(errors="replace")) if done["rc"] == 0 else None
-    record = {k: step[k] for k in ("name", "precision", "modconv")} | {
+    record = {k: step[k] for k in ("name", "precision", "modconv", "layout")} | {
         k: done[k] for k in ("rc", "seconds", "timeout")} | {"result": row}
-    tag = f"bench {step['name']} {step['precision']} {step['modconv']}"
+    tag = f"bench {step['name']} {step['precision']} {step['modconv']} {step['layout']}"
     if row is None:
         print(f"{tag}: failed (rc {done['rc']}) after {done['seconds']} s", flush=True)
         return record | {"tail": done["tail"]}

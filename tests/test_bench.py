@@ -47,3 +47,40 @@ def test_a_grouped_conv_counts_as_its_groups_run_one_by_one(groups, cin, cout, t
     one_by_one = sum(counted(lambda: conv(xi.requires_grad_(), wi.requires_grad_(), 1)
                              .sum().backward()) for xi, wi in zip(xs, ws))
     assert grouped == one_by_one
+
+
+def test_channels_last_changes_the_layout_not_the_numbers(monkeypatch):
+    """A StyleGAN2 and a BigGAN training step with channels_last weights and images (bench.py
+    --channels-last) give the losses and updated weights of the NCHW step (fp32, to rounding).
+
+    StyleGAN2 on the modulated-activation path, the one CUDA trains with (see
+    modulation.prefer_grouped). On this CPU, the grouped path with channels_last gives a
+    different gradient for the styles of a 1×1 modulated convolution fed by a 3×3 one (every
+    op in between is layout-independent; cause not found), so channels_last is measured, not
+    used in training."""
+    from benchmarks.bench import SMOKE_SUITE, build, to_channels_last
+
+    monkeypatch.setenv("NANOGAN_MODCONV", "activations")
+    for name in ("stylegan2-smoke", "biggan-smoke"):
+        results = []
+        for channels_last in (False, True):
+            _, cfg, recipe = build(name, SMOKE_SUITE, "cpu")
+            g = torch.Generator().manual_seed(1)
+            reals = torch.rand(recipe.batch_per_step, cfg.channels, cfg.resolution,
+                               cfg.resolution, generator=g) * 2 - 1
+            labels = torch.randint(max(getattr(cfg, "num_classes", 0), 1),
+                                   (recipe.batch_per_step,), generator=g)
+            if channels_last:
+                to_channels_last(recipe)
+                reals = reals.contiguous(memory_format=torch.channels_last)
+                conv = next(p for p in recipe.G.parameters() if p.dim() == 4 and p.shape[-1] > 1)
+                assert conv.is_contiguous(memory_format=torch.channels_last)
+            losses = recipe.train_step(reals, labels)
+            results.append(({k: float(v) for k, v in losses.items()},
+                            [p.detach().clone() for p in recipe.G.parameters()]))
+        (plain, plain_w), (nhwc, nhwc_w) = results
+        assert plain.keys() == nhwc.keys()
+        for k in plain:
+            assert abs(plain[k] - nhwc[k]) <= 1e-4 * max(1.0, abs(plain[k])), (name, k)
+        for a, b in zip(plain_w, nhwc_w):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)

@@ -97,7 +97,8 @@ def test_the_required_rows_come_first_and_the_dry_run_mirrors_them():
     assert all(r["name"] in SMOKE_SUITE for r in dry)
 
     def kinds(rows):
-        return {(r["name"].split("-")[0], r["precision"], r["modconv"]) for r in rows}
+        return {(r["name"].split("-")[0], r["precision"], r["modconv"], r["layout"])
+                for r in rows}
     assert kinds(dry) == kinds(rows) and len(dry) == len(kinds(rows))
     assert [s["kind"] for s in plan(False)] == [s["kind"] for s in plan(True)][:len(dry) + 1] + [
         "modconv", "train"]
