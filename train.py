@@ -38,8 +38,8 @@ from nanogan.data import DataError, DatasetNotFoundError, has_test_split, open_d
 from nanogan.runs import RUN_KEYS, Run
 from nanogan.sources import UnreadableImageError
 from nanogan.streaming import subset
-from nanogan.trainer import (Display, Options, Trainer, build_recipe, default_workers, finish,
-                             use_fast_kernels)
+from nanogan.trainer import (ON_NONFINITE, Display, Options, Trainer, build_recipe,
+                             default_workers, finish, use_fast_kernels)
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 console = Console()
@@ -53,9 +53,7 @@ class Precision(str, Enum):
     bf16 = "bf16"
 
 
-class OnNonFinite(str, Enum):
-    stop = "stop"
-    rollback = "rollback"
+OnNonFinite = Enum("OnNonFinite", {p: p for p in ON_NONFINITE}, type=str)
 
 
 class Augment(str, Enum):
@@ -357,16 +355,16 @@ def main(
     augment: Optional[Augment] = typer.Option(None, help="Augment every image D sees: ada (adaptive, ADA's bgc) or diffaugment; same as --set augment=... \\[default: none]."),
     max_images: Optional[int] = typer.Option(None, help="Train on a fixed subset of this many images (the same in every run, before --mirror)."),
     cache: Cache = typer.Option(Cache.auto, help="Decode the data once into memory/a memmap (ram), read it on the fly (stream), or choose by size (auto)."),
-    grid_kimg: float = typer.Option(4.0, help="Write a sample grid every this many kimg (0 = never)."),
-    snapshot_kimg: float = typer.Option(10.0, help="Write a checkpoint and a numbered snapshot every this many kimg."),
-    keep_snapshots: int = typer.Option(10, help="Numbered snapshots kept in RUN/snapshots (0 = all)."),
+    grid_kimg: float = typer.Option(Options.grid_kimg, help="Write a sample grid every this many kimg (0 = never)."),
+    snapshot_kimg: float = typer.Option(Options.snapshot_kimg, help="Write a checkpoint and a numbered snapshot every this many kimg."),
+    keep_snapshots: int = typer.Option(Options.keep_snapshots, help="Numbered snapshots kept in RUN/snapshots (0 = all)."),
     metrics: str = typer.Option("", help="Metrics to compute while training, e.g. fid,kid,pr (off by default)."),
-    metrics_kimg: float = typer.Option(50.0, help="Compute --metrics every this many kimg and at the end."),
-    metrics_images: int = typer.Option(2000, help="Generated and real images per metric evaluation."),
-    extractor: str = typer.Option("fashion", help="Features for fid/kid/pr/is: fashion (offline, 32² grey) or inception."),
-    on_nonfinite: OnNonFinite = typer.Option(OnNonFinite.stop, help="After a NaN/inf loss: stop, or roll back to the last checkpoint with a new seed."),
+    metrics_kimg: float = typer.Option(Options.metrics_kimg, help="Compute --metrics every this many kimg and at the end."),
+    metrics_images: int = typer.Option(Options.metrics_images, help="Generated and real images per metric evaluation."),
+    extractor: str = typer.Option(Options.extractor, help="Features for fid/kid/pr/is: fashion (offline, 32² grey) or inception."),
+    on_nonfinite: OnNonFinite = typer.Option(OnNonFinite(Options.on_nonfinite), help="After a NaN/inf loss: stop, or roll back to the last checkpoint with a new seed."),
     report_to: ReportTo = typer.Option(ReportTo.none, help="Also log to trackers through Accelerate."),
-    log_every: int = typer.Option(20, help="Log losses and speed (and check for Ctrl-C) every this many steps."),
+    log_every: int = typer.Option(Options.log_every, help="Log losses and speed (and check for Ctrl-C) every this many steps."),
     workers: Optional[int] = typer.Option(None, help="DataLoader worker processes \\[default: 0 on a CPU, up to 4 on a GPU]."),
     threads: Optional[int] = typer.Option(None, help="CPU threads per process (1 is faster on a busy machine)."),
 ):
@@ -440,7 +438,7 @@ def build(run: Run, accelerator: Accelerator, dataset, grad_accum: int):
 def begin(run: Run, accelerator: Accelerator, dataset, recipe, grad_accum: int,
           trackers: tuple[str, ...]) -> None:
     """The main process creates the run folder and records this start (and any skipped
-    images); every process opens the trackers."""
+    images); every process calls init_trackers (Accelerate opens them on the main process)."""
     if accelerator.is_main_process:
         run.out.mkdir(parents=True, exist_ok=True)
         record_start(run, dataset, accelerator.num_processes, grad_accum, recipe.images_seen)

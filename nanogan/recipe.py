@@ -1,11 +1,12 @@
-"""The contract between train.py and a model: networks, optimizers, one training step, state.
+"""The contract between the training loop and a model: networks, optimizers, one step, state.
 
 A model file (`progan.py`, `stylegan2.py`, `biggan.py`) subclasses `Recipe`: `build()` creates
 `G`, `D`, the EMA generator `G_ema` and the optimizers `opt_G`, `opt_D`; `train_step(reals,
-labels)` runs one iteration of the paper's schedule and returns its losses. train.py hands G, D
-and the optimizers to `accelerate.prepare` and assigns the prepared objects back; a recipe calls
-`unwrap(self.D)` where the distributed wrapper must be bypassed (the G phase reads D without
-training it) and passes every loss to `self.backward` (Accelerate's, for mixed precision).
+labels)` runs one iteration of the paper's schedule and returns its losses. The loop
+(`trainer.build_recipe`) hands G, D and the optimizers to `accelerate.prepare` and assigns the
+prepared objects back; a recipe calls `unwrap(self.D)` where the distributed wrapper must be
+bypassed (the G phase reads D without training it) and passes every loss to `self.backward`
+(Accelerate's, for mixed precision).
 
 Everything a run needs to continue exactly is in `state_dict()`: weights, optimizer moments,
 counters and the model's own progress (fade stage, path-length mean, …). Randomness needs no

@@ -98,7 +98,9 @@ class Display:
 
 @dataclasses.dataclass
 class Options:
-    """How the loop runs (train.py translates its flags into these; the defaults are its own)."""
+    """How the loop runs. train.py translates its flags into these and takes the flags' defaults
+    from here, except for `workers`: its default there is `default_workers(...)`, 0 on a CPU and
+    up to 4 on a GPU."""
 
     log_every: int = 20  # steps per tick: log, trackers, non-finite check, stop requests
     grid_kimg: float = 4.0  # a sample grid every this many kimg (0: never)
@@ -185,7 +187,7 @@ class Trainer:
         self.log_file = (self.out / "log.jsonl").open("a") if self.main else None
         self.sums: dict[str, torch.Tensor] = {}  # per logged number: its sum and its count
         self.counts: dict[str, int] = {}
-        self.rollbacks, self.started = 0, time.time()
+        self.rollbacks = 0
         self.reset_tick()
 
     def reset_tick(self) -> None:

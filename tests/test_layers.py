@@ -1,7 +1,8 @@
 """The layer rule of lessons/00_reading_this_repo.md, checked on the actual import graph of
 `nanogan/` (parsed with ast, nothing imported): imports point from the entry points down to the
-training loop, the registry, the model files and the library, never back up; no cycles; the library never imports
-accelerate, typer or rich (prepare.py's command line imports them inside its `main` only)."""
+training loop, the registry, the model files and the library, never back up; the loop reaches a
+model file only through the registry; no cycles; the library never imports accelerate, typer or
+rich (prepare.py's command line imports them inside its `main` only)."""
 
 from __future__ import annotations
 
@@ -67,6 +68,25 @@ def test_no_import_points_up():
     wrong = [f"{a} ({layer(a)}) imports {b} ({layer(b)})" for a, deps in graph().items()
              for b in deps if RANK[layer(b)] > RANK[layer(a)]]
     assert not wrong, wrong
+
+
+def past_the_registry(edges: dict[str, set[str]]) -> list[str]:
+    """The imports of a model file by a module of the loop layer (it must go through the
+    registry)."""
+    return [f"{a} (loop) imports {b} (model)" for a, deps in sorted(edges.items())
+            if layer(a) == "loop" for b in sorted(deps) if layer(b) == "model"]
+
+
+def test_the_loop_speaks_to_a_model_only_through_the_registry():
+    """No module of the loop layer imports a model file."""
+    wrong = past_the_registry(graph())
+    assert not wrong, wrong
+
+
+def test_a_loop_importing_a_model_file_is_caught():
+    """A loop module that imports a model file beside the registry is named."""
+    edges = {"trainer": {"models", "progan", "runs"}, "models": {"progan"}}
+    assert past_the_registry(edges) == ["trainer (loop) imports progan (model)"]
 
 
 def test_no_cycles():

@@ -15,6 +15,7 @@ import os
 import signal
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Optional
 
 import pytest
 import torch
@@ -30,10 +31,10 @@ BATCH = 4
 
 class ScriptedRecipe:
     """Steps that count images and return known numbers: `loss` = the step's number on every
-    step, `r1` = ten times it on even steps only (a lazy regularizer)."""
+    step (NaN at step `nan_at`), `r1` = ten times it on even steps only (a lazy regularizer)."""
 
-    def __init__(self, start_step: int):
-        self.seed, self.step, self.batch_per_step = 0, start_step, BATCH
+    def __init__(self, start_step: int, nan_at: Optional[int] = None):
+        self.seed, self.step, self.batch_per_step, self.nan_at = 0, start_step, BATCH, nan_at
 
     @property
     def images_seen(self) -> int:
@@ -42,13 +43,16 @@ class ScriptedRecipe:
     def train_step(self, reals, labels) -> dict[str, torch.Tensor]:
         assert reals.dtype == torch.float32 and len(reals) == BATCH
         self.step += 1
-        out = {"loss": torch.tensor(float(self.step))}
+        out = {"loss": torch.tensor(float("nan") if self.step == self.nan_at else self.step)}
         if self.step % 2 == 0:
             out["r1"] = torch.tensor(10.0 * self.step)
         return out
 
     def diagnostics(self) -> dict[str, float]:
         return {"alpha": 0.5, "sv/G": 2.0}
+
+    def before_sampling(self) -> None:
+        pass
 
 
 class Accelerator(SimpleNamespace):
@@ -105,15 +109,23 @@ class Images(torch.utils.data.Dataset):
 
 
 def scripted(tmp_path: Path, *, main: bool, start_step: int = 1, steps: int = 8,
-             log_every: int = 4) -> tuple[Trainer, Recorder]:
+             log_every: int = 4, grid_kimg: float = 0, snapshot_kimg: float = 0,
+             nan_at: Optional[int] = None) -> tuple[Trainer, Recorder]:
     """A Trainer resumed at `start_step` (so no first grid) that runs `steps` steps."""
     spec = models.MODELS["progan"]
     cfg = dataclasses.replace(spec.PRESETS["tiny"], kimg=(start_step + steps) * BATCH / 1000)
     run = runs.Run("progan", "tiny", spec, cfg, tmp_path, 0, "no", None, False, False)
     display = Recorder()
-    opts = Options(log_every=log_every, grid_kimg=0, snapshot_kimg=0)
-    return Trainer(run, ScriptedRecipe(start_step), Accelerator(main), Images(), opts,
+    opts = Options(log_every=log_every, grid_kimg=grid_kimg, snapshot_kimg=snapshot_kimg)
+    return Trainer(run, ScriptedRecipe(start_step, nan_at), Accelerator(main), Images(), opts,
                    display), display
+
+
+def recording(t: Trainer, name: str) -> list[int]:
+    """Replace the trainer's method `name` by one that records the step of each call."""
+    steps = []
+    setattr(t, name, lambda *args, **kwargs: steps.append(t.recipe.step))
+    return steps
 
 
 def test_a_tick_logs_each_numbers_mean_over_the_steps_that_produced_it(tmp_path):
@@ -137,13 +149,37 @@ def test_a_tick_logs_each_numbers_mean_over_the_steps_that_produced_it(tmp_path)
 
 
 def test_only_the_main_process_writes_and_shows(tmp_path):
-    """Another process trains and logs to the trackers (Accelerate keeps the main one's), but
-    writes no file and shows nothing, whatever display it was given."""
-    t, display = scripted(tmp_path, main=False)
-    assert t.train(SimpleNamespace(requested=False)) == "done"
-    assert len(t.accelerator.logged) == 2
-    assert display.shown == [] and type(t.display) is Display
-    assert list(tmp_path.iterdir()) == []
+    """Only the main process draws grids, writes files and shows anything: another trains, logs
+    to the trackers (Accelerate keeps the main one's) and joins each snapshot, whatever display
+    it was given."""
+    for main in (True, False):
+        out = tmp_path / ("main" if main else "other")
+        out.mkdir()
+        # a grid every 2 steps; a snapshot at step 6, between the ticks at steps 5 and 9
+        t, display = scripted(out, main=main, grid_kimg=2 * BATCH / 1000,
+                              snapshot_kimg=6 * BATCH / 1000)
+        grids = recording(t, "write_grid")
+        saved = recording(t, "save") if main else None  # the other runs the real one
+        assert t.train(SimpleNamespace(requested=False)) == "done"
+        assert [step for step, _ in t.accelerator.logged] == [5, 6, 9]
+        if main:
+            t.log_file.close()
+            assert grids == [2, 4, 6, 8] and saved == [6]  # the last grid is finish's
+            assert [p.name for p in out.iterdir()] == ["log.jsonl"]
+            assert display.shown
+        else:
+            assert grids == [] and t.accelerator.calls == ["wait"]  # in save, at step 6
+            assert list(out.iterdir()) == []
+            assert display.shown == [] and type(t.display) is Display
+
+
+def test_a_non_finite_loss_is_caught_before_a_snapshot_between_ticks(tmp_path):
+    """A snapshot boundary forces a tick, so a NaN in the step that reaches it ends the run
+    before anything is saved."""
+    t, _ = scripted(tmp_path, main=True, log_every=4, snapshot_kimg=6 * BATCH / 1000, nan_at=6)
+    saved = recording(t, "save")
+    assert t.train(SimpleNamespace(requested=False)) == "failed"
+    assert saved == [] and t.recipe.step == 6
 
 
 def test_a_stop_request_ends_the_loop_at_the_next_tick(tmp_path):
