@@ -445,8 +445,10 @@ def score(
     loaded = load(model_file)
     names = parse_metrics(metrics)  # before any data is opened
     loading.request(loaded, 1, label=class_, truncation=truncation)  # checked before the data
-    dataset, split = sampling.open_data(data_, split, loaded.cfg)
     options = loading.generate_options(loaded, mode(noise_mode))
+    if per_class:
+        loading.require_conditional(loaded, "--per-class")
+    dataset, split = sampling.open_data(data_, split, loaded.cfg)
     with console.status(f"scoring {num_images} images"):
         results = sampling.evaluate_model(
             loaded.spec, loaded.G, loaded.cfg, names, dataset, split, num_images=num_images,
@@ -461,7 +463,6 @@ def score(
           for name, r in results.items()])
     accuracy = None
     if per_class:
-        loading.require_conditional(loaded, "--per-class")
         accuracy = sampling.class_accuracies(
             loaded.spec, loaded.G, loaded.cfg, num_images=num_images, truncation=truncation,
             options=options, extractor=extractor, seed=seed, batch_size=batch_size)

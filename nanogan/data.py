@@ -50,9 +50,10 @@ import torch
 import torch.nn.functional as F
 
 from nanogan.config import check_resolution
-from nanogan.decoded import ImageDataset, _dataset_name, image_folder_dataset
+from nanogan.decoded import ImageDataset, image_folder_dataset
 from nanogan.randomness import derive_seed
-from nanogan.sources import DataError, ImageSource, _native_resolution, user_cache_dir
+from nanogan.sources import (DataError, ImageSource, dataset_name, native_resolution,
+                             user_cache_dir)
 from nanogan.streaming import StreamingDataset
 
 logger = logging.getLogger(__name__)
@@ -411,7 +412,7 @@ def open_dataset(source: str | Path | None = None, *, resolution: int | None = N
                          f"split={split!r} needs Fashion-MNIST or CIFAR-10")
     folder = Path(cache_dir) if cache_dir is not None else user_cache_dir() / "datasets"
     images = ImageSource(path, folder)
-    resolution = resolution or _native_resolution(images)
+    resolution = resolution or native_resolution(images)
     channels = channels or (images.prepared["channels"] if images.prepared else 3)
     if images.prepared and images.resolution != resolution:
         logger.warning("%s: prepared at %d px, resized to %d px as each image is read (prepare "
@@ -425,6 +426,6 @@ def open_dataset(source: str | Path | None = None, *, resolution: int | None = N
     if cache == "ram":
         return image_folder_dataset(path, resolution=resolution, channels=channels, xflip=xflip,
                                     skip_bad=skip_bad, cache_dir=folder, source=images)
-    name = _dataset_name(path, resolution, channels, xflip)
+    name = dataset_name(path, resolution, channels, xflip)
     return StreamingDataset(images, resolution=resolution, channels=channels, xflip=xflip,
                             skip_bad=skip_bad, name=name)

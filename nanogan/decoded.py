@@ -32,8 +32,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from nanogan.sources import (DataError, ImageSource, UnreadableImageError, _native_resolution,
-                             _slug, _write_atomic, decode_image, user_cache_dir)
+from nanogan.sources import (DataError, ImageSource, UnreadableImageError, dataset_name,
+                             decode_image, native_resolution, slug, user_cache_dir, write_atomic)
 
 try:
     import fcntl
@@ -148,10 +148,10 @@ def image_folder_dataset(path: Path, *, resolution: int | None = None, channels:
     folder = Path(cache_dir) if cache_dir is not None else user_cache_dir() / "datasets"
     source = source or ImageSource(path, folder)
     try:
-        resolution = resolution or _native_resolution(source)
+        resolution = resolution or native_resolution(source)
         key = hashlib.sha256(json.dumps([CACHE_VERSION, str(path.resolve()), source.key,
                                          resolution, channels]).encode()).hexdigest()[:16]
-        stem = folder / f"{_slug(path)}-{key}"
+        stem = folder / f"{slug(path)}-{key}"
         meta_path, images_path, labels_path = (Path(f"{stem}{suffix}") for suffix in
                                                (".json", ".images.npy", ".labels.npy"))
 
@@ -164,7 +164,7 @@ def image_folder_dataset(path: Path, *, resolution: int | None = None, channels:
                 if not complete():  # another process may have built it while this one waited
                     skipped = _decode_all(source, resolution, channels, skip_bad, images_path,
                                           labels_path)
-                    _write_atomic(meta_path, json.dumps({
+                    write_atomic(meta_path, json.dumps({
                         "source": str(path), "skipped": skipped,
                         "class_names": source.class_names}).encode())
     finally:
@@ -179,13 +179,8 @@ def image_folder_dataset(path: Path, *, resolution: int | None = None, channels:
         logger.warning("%s: skipped %d unreadable images", path, len(skipped))
     prepared = [tuple(s) for s in (source.prepared or {}).get("skipped", [])]
     return ImageDataset(np.load(images_path, mmap_mode="r"), np.load(labels_path),
-                        name=_dataset_name(path, resolution, channels, xflip),
+                        name=dataset_name(path, resolution, channels, xflip),
                         class_names=meta["class_names"], xflip=xflip, skipped=prepared + skipped)
-
-
-def _dataset_name(path: Path, resolution: int, channels: int, xflip: bool) -> str:
-    """The same on both paths: they give the same images (feature caches are keyed by it)."""
-    return f"{path.resolve()}@{resolution}px-{channels}ch" + ("+xflip" if xflip else "")
 
 
 def _decode_all(source: ImageSource, resolution: int, channels: int, skip_bad: bool,
@@ -232,7 +227,7 @@ def _decode_all(source: ImageSource, resolution: int, channels: int, skip_bad: b
             out[i], labels[i] = out[j], labels[j]
         out.flush()
         del out
-        _write_atomic(labels_path, _npy_bytes(labels))
+        write_atomic(labels_path, _npy_bytes(labels))
         os.replace(tmp, images_path)
     finally:
         Path(tmp).unlink(missing_ok=True)

@@ -56,13 +56,14 @@ from typing import Callable, Iterator, Optional
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from nanogan import sources
 from nanogan.checkpoint import fsync_folder
 from nanogan.config import ConfigError, check_resolution
 from nanogan.data import (CIFAR10_CLASSES, FASHION_MNIST_CLASSES, FASHION_MNIST_FILES,
                           DatasetNotFoundError, cifar10_folder, grey, load_cifar10,
                           load_fashion_mnist, resize_batch)
 from nanogan.sources import (PREPARED_FORMAT, PREPARED_VERSION, DataError, ImageSource,
-                             UnreadableImageError, _native_resolution, convert_mode, decode_image)
+                             UnreadableImageError, convert_mode, decode_image)
 
 FORMAT_VERSION = PREPARED_VERSION  # the format written: sources.py reads it (and older ones)
 TRANSFORMS = ("center-crop", "resize")
@@ -158,7 +159,7 @@ class FileSource:
     def native_resolution(self) -> int:
         """A prepared zip's resolution, else the largest allowed power of two not above the first
         readable image's shorter side."""
-        return _native_resolution(self.files)
+        return sources.native_resolution(self.files)
 
     def task(self, indices: range, resolution: int, channels: int, transform: str) -> tuple:
         return _encode_files, (indices, resolution, channels, transform)

@@ -329,17 +329,33 @@ def projection_targets(spec: Spec, G: torch.nn.Module, cfg: Any, *, images: list
     return torch.stack(targets), names
 
 
+def calibration_reals(cfg: Any, real_set, *, count: int, label: int | None) -> torch.Tensor:
+    """`count` real images in [-1, 1] in a fixed random order (of `label`, 0 by default, for a
+    conditional model); an error naming what is missing where real_set has fewer."""
+    pick = torch.randperm(len(real_set), generator=torch.Generator().manual_seed(1))
+    of = ""
+    if models.conditional(cfg):
+        pick = pick[real_set.labels()[pick] == (label or 0)]
+        of = f" of class {label or 0}"
+    if len(pick) < count:
+        where = getattr(real_set, "name", "the data")
+        remedy = (f"lower it to at most {len(pick)}" if len(pick) else
+                  f"give data with images{of}") + " or give a threshold"
+        raise SamplingError("calibrate", f"the calibration needs {count} real "
+                                         f"image{'s' * (count != 1)}{of} and {where} has "
+                                         f"{len(pick)}; {remedy}")
+    return torch.stack([data.to_float(real_set[i][0]) for i in pick[:count].tolist()])
+
+
 def calibration_targets(spec: Spec, G: torch.nn.Module, cfg: Any, real_set, *, count: int,
                         label: int | None, labels_for=lambda n: None) -> torch.Tensor:
     """Projection's detection without a threshold: `count` generated images (seeds far from
-    the ones users pick), then as many real ones (of `label`, 0 by default, for a conditional
-    model), between which the threshold is set."""
-    pick = torch.randperm(len(real_set), generator=torch.Generator().manual_seed(1))
-    if models.conditional(cfg):
-        pick = pick[real_set.labels()[pick] == (label or 0)]
-    reals = torch.stack([data.to_float(real_set[i][0]) for i in pick[:count].tolist()])
+    the ones users pick), then `count` real ones (calibration_reals, checked before anything
+    is generated), between which the threshold is set."""
+    labels = labels_for(count)  # a bad label is named as such, not as missing real images
+    reals = calibration_reals(cfg, real_set, count=count, label=label)
     fake_seeds = list(range(10**6, 10**6 + count))
-    return torch.cat([generated(spec, G, cfg, fake_seeds, labels_for(count)), reals])
+    return torch.cat([generated(spec, G, cfg, fake_seeds, labels), reals])
 
 
 def projection_inputs(loaded: Loaded, *, images: list[Path], dataset=None, split: str | None = None,

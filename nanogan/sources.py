@@ -15,8 +15,10 @@ Formats read:
 - a StyleGAN2-ADA zip: a plain zip whose root dataset.json holds `{"labels": [[member, class],
   …]}` (or `null`), mapped by member name.
 
-The errors of every data reader are defined here, at the bottom of the import graph: DataError
-(a file that cannot be used) and UnreadableImageError (one image that cannot be decoded).
+The errors of the image readers are defined here, at the bottom of the import graph: DataError
+(a file that cannot be used) and UnreadableImageError (one image that cannot be decoded). Here
+too are the helpers that both data paths share: `native_resolution`, `dataset_name` (the name
+feature caches are keyed by), `slug` and `write_atomic`.
 
 Shapes: `decode_image` gives uint8 (c, r, r); `ImageSource.labels` is int64 (n,).
 Lesson: lessons/00_reading_this_repo.md
@@ -371,7 +373,9 @@ def _split_names(names) -> tuple[list[str], dict[str, int]]:
     return sorted(keep), ignored
 
 
-def _slug(path: Path) -> str:
+def slug(path: Path) -> str:
+    """A path's last part with every character but letters and digits as "-": the readable head
+    of a cache file's name (the folder index's here, the decoded cache's in nanogan.decoded)."""
     return "".join(c if c.isalnum() else "-" for c in path.name)
 
 
@@ -391,7 +395,7 @@ def folder_index(path: Path, index_dir: Path) -> dict:
     `touch DIR` (or delete the index and caches under user_cache_dir()) after such an edit.
     """
     resolved = path.resolve()
-    file = index_dir / f"{_slug(path)}-{hashlib.sha256(str(resolved).encode()).hexdigest()[:16]}" \
+    file = index_dir / f"{slug(path)}-{hashlib.sha256(str(resolved).encode()).hexdigest()[:16]}" \
                        ".index.json"
     try:
         index = json.loads(file.read_text())
@@ -416,13 +420,13 @@ def folder_index(path: Path, index_dir: Path) -> dict:
              "names": names, "ignored": ignored}
     try:
         index_dir.mkdir(parents=True, exist_ok=True)
-        _write_atomic(file, json.dumps(index).encode())
+        write_atomic(file, json.dumps(index).encode())
     except OSError as err:  # a read-only cache only costs the next start a listing
         logger.warning("%s: cannot keep the folder index there (%s)", file, err)
     return index
 
 
-def _native_resolution(source: ImageSource) -> int:
+def native_resolution(source: ImageSource) -> int:
     """The prepared resolution, else the largest allowed power of two not above the first
     readable image's shorter side."""
     if source.resolution:
@@ -437,7 +441,15 @@ def _native_resolution(source: ImageSource) -> int:
     return RESOLUTIONS[0]
 
 
-def _write_atomic(path: Path, content: bytes) -> None:
+def dataset_name(path: Path, resolution: int, channels: int, xflip: bool) -> str:
+    """The name of a folder's or zip's dataset, the same on the decoded and the streaming path:
+    they give the same images (feature caches are keyed by it)."""
+    return f"{path.resolve()}@{resolution}px-{channels}ch" + ("+xflip" if xflip else "")
+
+
+def write_atomic(path: Path, content: bytes) -> None:
+    """Write `content` to a temporary file beside `path`, then rename it: readers see the old
+    file or the whole new one, never a part."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:

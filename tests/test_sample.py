@@ -277,6 +277,17 @@ def test_project_detect_calls_generated_and_real(files, folder_data, tmp_path):
     assert json.loads((out / "detection.json").read_text())["targets"][0]["verdict"] == "generated"
 
 
+def test_project_detect_refuses_a_calibration_the_data_cannot_fill(files, folder_data, tmp_path):
+    """--calibrate larger than the real images there are: exit 2 naming the flag, the count and
+    the way out, before anything is projected."""
+    out = tmp_path / "det"
+    result = fails("project", files["stylegan2"], "--seeds", "5", "--data", folder_data,
+                   "--steps", 2, "--w-samples", 100, "--detect", "--calibrate", 30, "--out", out,
+                   match="--calibrate: the calibration needs 30 real images and ")
+    assert "has 24; lower it to at most 24 or give a threshold" in " ".join(result.output.split())
+    assert not out.exists() and "Traceback" not in result.output
+
+
 def test_score_writes_metrics_with_protocol(files, folder_data, tmp_path):
     out = tmp_path / "s.json"
     result = ok("score", files["stylegan2"], "--metrics", "fid,pr,swd", "--data", folder_data,
@@ -332,9 +343,10 @@ def test_score_per_class_reports_the_classifier_accuracy_of_each_class(files, fo
     assert accuracy["images_per_class"] == 2 and all(0 <= a <= 1 for a in classes)
     assert accuracy["acc_mean"] == pytest.approx(sum(classes) / 10)
     assert "Ankle boot" in result.output
-    fails("score", files["stylegan2"], "--metrics", "fid", "--data", folder_data,
-          "--num-images", 4, "--per-class", match="--per-class applies to class-conditional "
-          "models (stylegan2 (trained with labels), biggan)")
+    refused = fails("score", files["stylegan2"], "--metrics", "fid", "--data", folder_data,
+                    "--num-images", 4, "--per-class", match="--per-class applies to "
+                    "class-conditional models (stylegan2 (trained with labels), biggan)")
+    assert "metric" not in refused.output and "fashion" not in refused.output  # refused first
 
 
 # ----------------------------------------------------------------- run folders and snapshots

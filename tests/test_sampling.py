@@ -112,18 +112,25 @@ def test_a_seeds_image_does_not_depend_on_its_neighbours(G):
     assert not torch.allclose(together[0], together[1])
 
 
+def twelve_images(cfg):
+    """(dataset, uint8 images, labels): 12 random images at cfg's size, labelled 0, 1, 0, 1, …"""
+    from nanogan.data import ImageDataset
+
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (12, cfg.channels, 8, 8), generator=g, dtype=torch.uint8)
+    labels = torch.arange(12) % 2
+    return ImageDataset(images, labels, name="twelve", class_names=("a", "b")), images, labels
+
+
 def test_calibration_reals_of_a_conditional_model_come_from_its_class():
     """--detect's calibration of a class-conditional G uses real images of the chosen class only
     (after the generated ones), in a fixed random order."""
-    from nanogan.data import ImageDataset, to_float
+    from nanogan.data import to_float
 
     cfg = dataclasses.replace(small_cfg(8), num_classes=2)
     torch.manual_seed(0)
     G = SPEC.Generator(cfg).eval().requires_grad_(False)
-    g = torch.Generator().manual_seed(0)
-    images = torch.randint(0, 256, (12, cfg.channels, 8, 8), generator=g, dtype=torch.uint8)
-    labels = torch.arange(12) % 2
-    real_set = ImageDataset(images, labels, name="twelve", class_names=("a", "b"))
+    real_set, images, labels = twelve_images(cfg)
     out = sampling.calibration_targets(SPEC, G, cfg, real_set, count=3, label=1,
                                        labels_for=lambda n: torch.ones(n, dtype=torch.long))
     assert out.shape[0] == 6
@@ -131,6 +138,24 @@ def test_calibration_reals_of_a_conditional_model_come_from_its_class():
     matches = [[torch.equal(r, to_float(images[i])) for i in range(12)] for r in reals]
     chosen = [m.index(True) for m in matches]
     assert all(labels[i] == 1 for i in chosen) and len(set(chosen)) == 3
+
+
+@pytest.mark.parametrize("label, count, message", [
+    (1, 7, "calibrate: the calibration needs 7 real images of class 1 and twelve has 6; lower "
+           "it to at most 6 or give a threshold"),
+    (2, 1, "calibrate: the calibration needs 1 real image of class 2 and twelve has 0; give "
+           "data with images of class 2 or give a threshold"),
+])
+def test_calibration_asks_for_no_more_real_images_than_the_class_has(label, count, message):
+    """A calibration whose class has fewer real images than it needs raises a SamplingError
+    naming `calibrate`, the class, both counts and the way out, before anything is generated."""
+    cfg = dataclasses.replace(small_cfg(8), num_classes=3)
+    real_set, _, _ = twelve_images(cfg)  # six of class 0, six of class 1, none of class 2
+    with pytest.raises(sampling.SamplingError) as err:  # G=None: generating would fail otherwise
+        sampling.calibration_targets(SPEC, None, cfg, real_set, count=count, label=label,
+                                     labels_for=lambda n: torch.full((n,), label))
+    assert str(err.value) == message and err.value.parameter == "calibrate"
+    assert sampling.calibration_reals(cfg, real_set, count=6, label=1).shape[0] == 6  # all six
 
 
 # ------------------------------------------------------------- the commands' steps (Loaded)
@@ -197,3 +222,4 @@ def test_detection_calibrates_a_threshold_between_generated_and_real(tmp_path):
                             threshold=4.0, calibrate=2, space="w", steps=3)
     assert [t["verdict"] for t in given["targets"]] == ["generated", "generated"]
     assert "calibration" not in given
+

@@ -174,6 +174,20 @@ def test_folder_index_is_listed_once(tmp_path, cache, monkeypatch):
     assert len(open_dataset(root, resolution=8, cache="stream", cache_dir=cache)) == 7
 
 
+def test_the_names_caches_are_keyed_by_stay_fixed(tmp_path):
+    """A dataset's name (feature caches) carries its resolved path, resolution, channels and
+    mirroring; a slug (the head of cache file names) keeps a name's letters and digits. A change
+    to either would orphan every cache users have."""
+    folder = tmp_path / "my pics.v2"
+    assert sources.slug(folder) == "my-pics-v2"
+    assert sources.dataset_name(folder, 64, 3, False) == f"{folder.resolve()}@64px-3ch"
+    assert sources.dataset_name(folder, 8, 1, True) == f"{folder.resolve()}@8px-1ch+xflip"
+    file = tmp_path / "out.json"
+    sources.write_atomic(file, b"old")
+    sources.write_atomic(file, b"new")
+    assert file.read_bytes() == b"new" and [p.name for p in tmp_path.iterdir()] == ["out.json"]
+
+
 def test_folders_without_images_say_what_was_ignored(tmp_path, cache):
     """An empty folder says it holds nothing; other files are counted by extension."""
     (tmp_path / "empty").mkdir()
