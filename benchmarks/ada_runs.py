@@ -14,9 +14,16 @@ table). Writes benchmarks/results/ada.json and plots ADA's p, every run's r_t an
 into docs/results/ada-p-rt.png.
 
 r_t of the run without augmentation: that run is `--augment ada` with a target of 0.999999 and a
-speed of 1e9 kimg, so p stays 0 (the controller clamps it at 0 and moves it by at most ~1e-13 per
-interval) and `augment` returns D's input itself at p = 0: training is the plain run's, and the
-controller only measures r_t.
+speed of 1e9 kimg, so p stays 0 (the controller clamps it at 0; it leaves 0 only after an
+interval in which all 64 real logits were positive, and then by 6.4e-11 for one interval) and
+`augment` returns D's input itself at p = 0: training is the plain run's, and the controller only
+measures r_t.
+
+The budget is checked every 2 s and a run stops at its next log tick after SIGINT (at most
+19 more steps, ~10 CPU-s), so each run's total CPU time (`cpu_s`, from wait4's rusage, start-up
+included) is a little above the budget; `img_per_cpu_s` divides the images shown by it.
+`--summarize` redoes the scoring (reusing every score file already written), the JSON and the
+figure from the run folders and their timing.json, without training.
 
 Paper: Karras et al. 2020, arXiv:2006.06676 (ADA, §3: target 0.6, interval 4; its 500 kimg
 speed is for runs of millions of images: a run of ~30 kimg could move p by 0.06, so --ada-kimg,
@@ -63,40 +70,54 @@ def read_log(path: Path) -> list[dict]:
 
 
 def run_all(runs: dict[str, list[str]], out: Path, budget_s: float) -> dict[str, dict]:
-    """Start every run, SIGINT each at its CPU budget, wait for all; their CPU and wall time."""
+    """Start every run, SIGINT each at its CPU budget, wait for all; their CPU and wall time.
+    Should one run end early, every other one is stopped too (none is left running)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
-    procs, spent = {}, {}
-    for key, args in runs.items():
-        log = open(out / f"{key}.out", "w")
-        procs[key] = (subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT,
-                                       env=env, stdout=log, stderr=subprocess.STDOUT), log)
+    procs, timing = {}, {}
     started, stopped = time.time(), {}
-    while len(stopped) < len(procs):
-        time.sleep(2)
-        for key, (proc, log) in procs.items():
-            if key in stopped:
-                continue
-            if proc.poll() is not None:
-                raise SystemExit(f"run {key} ended early (exit {proc.returncode}); see {log.name}")
-            spent[key] = cpu_seconds(proc.pid)
-            if spent[key] >= budget_s:
+    try:
+        for key, args in runs.items():
+            log = open(out / f"{key}.out", "w")
+            procs[key] = (subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args],
+                                           cwd=ROOT, env=env, stdout=log,
+                                           stderr=subprocess.STDOUT), log)
+        while len(stopped) < len(procs):
+            time.sleep(2)
+            for key, (proc, log) in procs.items():
+                if key in stopped:
+                    continue
+                if proc.poll() is not None:
+                    raise SystemExit(f"run {key} ended early (exit {proc.returncode}); see "
+                                     f"{log.name}")
+                if cpu_seconds(proc.pid) >= budget_s:
+                    proc.send_signal(signal.SIGINT)
+                    stopped[key] = time.time()
+    finally:
+        for key, (proc, _) in procs.items():
+            if key not in stopped and proc.poll() is None:
                 proc.send_signal(signal.SIGINT)
-                stopped[key] = time.time()
     for key, (proc, log) in procs.items():
-        proc.wait()
+        _, status, usage = os.wait4(proc.pid, 0)  # the child's own CPU time, all its threads
+        proc.returncode = os.waitstatus_to_exitcode(status)
         log.close()
         if proc.returncode != 130:
             raise SystemExit(f"run {key} exited {proc.returncode}; see {log.name}")
-    return {key: {"cpu_s_at_stop": round(spent[key], 1),
-                  "wall_s_at_stop": round(stopped[key] - started, 1)} for key in procs}
+        timing[key] = {"cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
+                       "wall_s_at_stop": round(stopped[key] - started, 1)}
+    (out / "timing.json").write_text(json.dumps(timing, indent=1) + "\n")
+    return timing
 
 
 def score(model: Path, num_images: int, dest: Path) -> dict:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run([sys.executable, str(ROOT / "sample.py"), "score", str(model),
-                    "--metrics", "swd,fid", "--num-images", str(num_images),
-                    "--extractor", "fashion", "--out", str(dest)],
-                   cwd=ROOT, env=env, check=True, capture_output=True)
+    """SWD and classifier-FID of a model file's G_ema (a score file already written is reused)."""
+    if not dest.exists():
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        done = subprocess.run([sys.executable, str(ROOT / "sample.py"), "score", str(model),
+                               "--metrics", "swd,fid", "--num-images", str(num_images),
+                               "--extractor", "fashion", "--out", str(dest)],
+                              cwd=ROOT, env=env, capture_output=True, text=True)
+        if done.returncode:
+            raise SystemExit(f"scoring {model} failed:\n{done.stderr}")
     results = json.loads(dest.read_text())["results"]
     values = {r["metric"]: r["value"] for r in results}
     return {"swd": round(values["swd"]["swd_avg"], 2), "fid": round(values["fid"], 1)}
@@ -141,7 +162,7 @@ def plot(logs: dict[str, list[dict]], curves: dict[str, list[dict]], sizes: list
             bottom.plot([p["kimg"] for p in points], [p["fid"] for p in points], "o-",
                         color=colours[name], ms=3, label=name)
         bottom.set_yscale("log")
-        bottom.set_ylabel("classifier-FID (lower is better)")
+        bottom.set_ylabel("classifier-FID on 2,000 images (lower is better)")
         bottom.set_xlabel("kimg (thousands of real images shown to D)")
         bottom.legend(fontsize=7)
     fig.tight_layout()
@@ -162,6 +183,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "ada-bench")
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "ada.json")
     parser.add_argument("--figure", type=Path, default=ROOT / "docs" / "results" / "ada-p-rt.png")
+    parser.add_argument("--summarize", action="store_true",
+                        help="no training: score (reusing score files), plot and write the JSON "
+                             "from the run folders in --out and their timing.json")
     opts = parser.parse_args()
     sizes = [int(s) for s in opts.max_images.split(",")]
     names = opts.runs.split(",")
@@ -169,14 +193,23 @@ def main() -> None:
     runs = {f"{size}-{name}": train_args(name, opts.out / f"{size}-{name}", size, opts.ada_kimg,
                                          opts.snapshot_kimg)
             for size in sizes for name in names}
-    timing = run_all(runs, opts.out, opts.cpu_minutes * 60)
+    if opts.summarize:
+        timing = json.loads((opts.out / "timing.json").read_text())
+    else:
+        if taken := [k for k in runs if (opts.out / k / "checkpoint.safetensors").exists()]:
+            parser.error(f"{opts.out} already holds runs {', '.join(taken)}: choose another "
+                         "--out, or --summarize them")
+        timing = run_all(runs, opts.out, opts.cpu_minutes * 60)
 
     jobs, where = [], []
     for key in runs:
         folder = opts.out / key
+        last_kimg = read_log(folder / "log.jsonl")[-1]["kimg"]
         for snap in sorted((folder / "snapshots").glob("snapshot-*.safetensors")):
             jobs.append((snap, opts.curve_images, folder / f"score-{snap.stem}.json"))
             where.append((key, snapshot_kimg(snap)))
+        jobs.append((folder, opts.curve_images, folder / "score-final-curve.json"))
+        where.append((key, last_kimg))  # the curve's last point: the model at the stop
         jobs.append((folder, opts.num_images, folder / "score-final.json"))
         where.append((key, None))
     scores = score_all(jobs, opts.score_parallel)
@@ -190,9 +223,9 @@ def main() -> None:
         final = next(s for (k, kimg), s in zip(where, scores) if k == key and kimg is None)
         results[key] = {
             **timing[key], "kimg": last["kimg"], "steps": last["step"],
-            "img_per_cpu_s": round(last["kimg"] * 1000 / timing[key]["cpu_s_at_stop"], 2),
+            "img_per_cpu_s": round(last["kimg"] * 1000 / timing[key]["cpu_s"], 2),
             "final": final, "curve": curves[key],
-            "best_fid": min([p["fid"] for p in curves[key]] + [final["fid"]]),
+            "best_curve_fid": min(p["fid"] for p in curves[key]),  # one sample size: comparable
             "final_ada_p": last.get("ada_p") if key.endswith("-ada") else None,
             "mean_rt_last_quarter": (round(sum(r["ada_rt"] for r in tail) / len(tail), 3)
                                      if "ada_rt" in last else None),
@@ -203,7 +236,7 @@ def main() -> None:
         "what": f"StyleGAN2 tiny on {' and '.join(map(str, sizes))} Fashion-MNIST train images "
                 f"(--max-images, fixed subset), {opts.cpu_minutes:g} CPU-minutes per run (the "
                 f"process's own CPU time; all {len(runs)} runs at once with one thread each on a "
-                "2-core machine); curves: snapshots' G_ema scored on "
+                f"{os.cpu_count()}-core machine); curves: snapshots' G_ema scored on "
                 f"{opts.curve_images} images, final: {opts.num_images} images, against the test "
                 "split (SWD on pixels ×1e3 as in the evaluation table, classifier-FID)",
         "command": "python benchmarks/ada_runs.py " + " ".join(sys.argv[1:]),
@@ -215,7 +248,7 @@ def main() -> None:
     opts.json.write_text(json.dumps(summary, indent=1) + "\n")
     for key, r in results.items():
         print(f"{key:18s} kimg {r['kimg']:6.2f}  rt {r['mean_rt_last_quarter']}  "
-              f"p {r['final_ada_p']}  final {r['final']}  best fid {r['best_fid']}")
+              f"p {r['final_ada_p']}  final {r['final']}  best curve fid {r['best_curve_fid']}")
 
 
 if __name__ == "__main__":

@@ -51,16 +51,20 @@ def test_a_grouped_conv_counts_as_its_groups_run_one_by_one(groups, cin, cout, t
 
 def test_channels_last_changes_the_layout_not_the_numbers(monkeypatch):
     """A StyleGAN2 and a BigGAN training step with channels_last weights and images (bench.py
-    --channels-last) give the losses and updated weights of the NCHW step (fp32, to rounding).
+    --channels-last) give the losses, the gradients of G and D (Adam's first moments, β1 = 0)
+    and the updated weights of the NCHW step (fp32, to rounding).
 
-    StyleGAN2 on the modulated-activation path, the one CUDA trains with (see
-    modulation.prefer_grouped). On this CPU, the grouped path with channels_last gives a
-    different gradient for the styles of a 1×1 modulated convolution fed by a 3×3 one (every
-    op in between is layout-independent; cause not found), so channels_last is measured, not
-    used in training."""
+    StyleGAN2 with CUDA's choice of modulated-conv path (modulation.grouped_rule: the
+    modulated-activation path where gradients flow, per-sample weights where none do), which
+    the GPU row runs. On this CPU, per-sample weights with channels_last give a different
+    gradient for the styles of a 1×1 modulated convolution fed by a 3×3 one (every op in
+    between is layout-independent; cause not found), so channels_last is measured, not used in
+    training."""
     from benchmarks.bench import SMOKE_SUITE, build, to_channels_last
+    from nanogan import modulation
 
-    monkeypatch.setenv("NANOGAN_MODCONV", "activations")
+    monkeypatch.setattr(modulation, "grouped_rule",
+                        lambda device, numel, pixels, needs_grad: not needs_grad)
     for name in ("stylegan2-smoke", "biggan-smoke"):
         results = []
         for channels_last in (False, True):
@@ -73,14 +77,35 @@ def test_channels_last_changes_the_layout_not_the_numbers(monkeypatch):
             if channels_last:
                 to_channels_last(recipe)
                 reals = reals.contiguous(memory_format=torch.channels_last)
-                conv = next(p for p in recipe.G.parameters() if p.dim() == 4 and p.shape[-1] > 1)
-                assert conv.is_contiguous(memory_format=torch.channels_last)
+                for net in (recipe.G, recipe.D):
+                    conv = next(p for p in net.parameters() if p.dim() == 4 and p.shape[-1] > 1)
+                    assert conv.is_contiguous(memory_format=torch.channels_last)
             losses = recipe.train_step(reals, labels)
-            results.append(({k: float(v) for k, v in losses.items()},
-                            [p.detach().clone() for p in recipe.G.parameters()]))
-        (plain, plain_w), (nhwc, nhwc_w) = results
-        assert plain.keys() == nhwc.keys()
+            moments = [opt.state[p]["exp_avg"].clone() for opt in (recipe.opt_G, recipe.opt_D)
+                       for group in opt.param_groups for p in group["params"] if p in opt.state]
+            weights = [p.detach().clone() for net in (recipe.G, recipe.D)
+                       for p in net.parameters()]
+            results.append(({k: float(v) for k, v in losses.items()}, moments, weights))
+        (plain, plain_m, plain_w), (nhwc, nhwc_m, nhwc_w) = results
+        assert plain.keys() == nhwc.keys() and len(plain_m) == len(nhwc_m) > 0
         for k in plain:
             assert abs(plain[k] - nhwc[k]) <= 1e-4 * max(1.0, abs(plain[k])), (name, k)
-        for a, b in zip(plain_w, nhwc_w):
+        for a, b in zip(plain_m + plain_w, nhwc_m + nhwc_w):
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_ada_runs_reads_a_process_cpu_time_and_a_snapshot_kimg():
+    """ada_runs' budget reads a process's utime + stime from /proc (this process: as os.times
+    says), and a snapshot's name gives its kimg."""
+    import os
+    from pathlib import Path
+
+    from benchmarks.ada_runs import cpu_seconds, snapshot_kimg
+
+    sum(i * i for i in range(300_000))  # some CPU time of our own
+    before = os.times()
+    measured = cpu_seconds(os.getpid())
+    after = os.times()
+    assert before.user + before.system - 0.05 <= measured <= after.user + after.system + 0.05
+    assert snapshot_kimg(Path("snapshots/snapshot-000120.safetensors")) == 120
+    assert snapshot_kimg(Path("snapshot-000000.032.safetensors")) == 0.032

@@ -333,7 +333,7 @@ def test_biggan_classes_and_threshold_rows(files, folder_data, tmp_path):
 
 
 def test_score_per_class_reports_the_classifier_accuracy_of_each_class(files, folder_data,
-                                                                      tmp_path):
+                                                                      tmp_path, monkeypatch):
     """--per-class classifies each class's generated images: one accuracy per class and their mean."""
     out = tmp_path / "s.json"
     result = ok("score", files["biggan"], "--metrics", "fid", "--data", folder_data,
@@ -343,6 +343,8 @@ def test_score_per_class_reports_the_classifier_accuracy_of_each_class(files, fo
     assert accuracy["images_per_class"] == 2 and all(0 <= a <= 1 for a in classes)
     assert accuracy["acc_mean"] == pytest.approx(sum(classes) / 10)
     assert "Ankle boot" in result.output
+    monkeypatch.setattr(sample.sampling, "open_data",  # refused before the data is opened
+                        lambda *args: pytest.fail("the data was opened before the refusal"))
     refused = fails("score", files["stylegan2"], "--metrics", "fid", "--data", folder_data,
                     "--num-images", 4, "--per-class", match="--per-class applies to "
                     "class-conditional models (stylegan2 (trained with labels), biggan)")

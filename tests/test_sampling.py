@@ -222,4 +222,3 @@ def test_detection_calibrates_a_threshold_between_generated_and_real(tmp_path):
                             threshold=4.0, calibrate=2, space="w", steps=3)
     assert [t["verdict"] for t in given["targets"]] == ["generated", "generated"]
     assert "calibration" not in given
-
