@@ -7,10 +7,10 @@ All runs start together with one thread each. The budget is each process's own C
 (utime + stime from /proc), not wall-clock time, so runs that share the machine with each other
 (and with other work) still get the same amount of computation; when a run has used its budget
 it gets SIGINT (train.py saves on Ctrl-C and exits 130). A snapshot is kept every --snapshot-kimg;
-afterwards each snapshot's G_ema is scored on --curve-images images (SWD on pixels and
-classifier-FID against the test split, `sample.py score`) for quality-over-training curves, and
+afterwards each snapshot's G_ema and the final one are scored on --curve-images images
+(classifier-FID against the test split, `sample.py score`) for quality-over-training curves, and
 the final model on --num-images (10,000 = the whole test split, as in the README's evaluation
-table). Writes benchmarks/results/ada.json and plots ADA's p, every run's r_t and the FID curves
+table) with SWD on pixels and classifier-FID. Writes benchmarks/results/ada.json and plots ADA's p, every run's r_t and the FID curves
 into docs/results/ada-p-rt.png.
 
 r_t of the run without augmentation: that run is `--augment ada` with a target of 0.999999 and a
@@ -108,23 +108,25 @@ def run_all(runs: dict[str, list[str]], out: Path, budget_s: float) -> dict[str,
     return timing
 
 
-def score(model: Path, num_images: int, dest: Path) -> dict:
-    """SWD and classifier-FID of a model file's G_ema (a score file already written is reused)."""
+def score(model: Path, num_images: int, dest: Path, metrics: str = "swd,fid") -> dict:
+    """Classifier-FID (and SWD) of a model file's G_ema (a score file already written is
+    reused)."""
     if not dest.exists():
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         done = subprocess.run([sys.executable, str(ROOT / "sample.py"), "score", str(model),
-                               "--metrics", "swd,fid", "--num-images", str(num_images),
+                               "--metrics", metrics, "--num-images", str(num_images),
                                "--extractor", "fashion", "--out", str(dest)],
                               cwd=ROOT, env=env, capture_output=True, text=True)
         if done.returncode:
             raise SystemExit(f"scoring {model} failed:\n{done.stderr}")
     results = json.loads(dest.read_text())["results"]
     values = {r["metric"]: r["value"] for r in results}
-    return {"swd": round(values["swd"]["swd_avg"], 2), "fid": round(values["fid"], 1)}
+    swd = {"swd": round(values["swd"]["swd_avg"], 2)} if "swd" in metrics else {}
+    return swd | {"fid": round(values["fid"], 1)}
 
 
 def score_all(jobs: list[tuple[Path, int, Path]], parallel: int) -> list[dict]:
-    """Score (model, num_images, dest) jobs, `parallel` at a time, one thread each."""
+    """Score (model, num_images, dest, metrics) jobs, `parallel` at a time, one thread each."""
     from concurrent.futures import ThreadPoolExecutor
     with ThreadPoolExecutor(parallel) as pool:
         return list(pool.map(lambda job: score(*job), jobs))
@@ -206,11 +208,11 @@ def main() -> None:
         folder = opts.out / key
         last_kimg = read_log(folder / "log.jsonl")[-1]["kimg"]
         for snap in sorted((folder / "snapshots").glob("snapshot-*.safetensors")):
-            jobs.append((snap, opts.curve_images, folder / f"score-{snap.stem}.json"))
+            jobs.append((snap, opts.curve_images, folder / f"score-{snap.stem}.json", "fid"))
             where.append((key, snapshot_kimg(snap)))
-        jobs.append((folder, opts.curve_images, folder / "score-final-curve.json"))
+        jobs.append((folder, opts.curve_images, folder / "score-final-curve.json", "fid"))
         where.append((key, last_kimg))  # the curve's last point: the model at the stop
-        jobs.append((folder, opts.num_images, folder / "score-final.json"))
+        jobs.append((folder, opts.num_images, folder / "score-final.json", "swd,fid"))
         where.append((key, None))
     scores = score_all(jobs, opts.score_parallel)
 
@@ -236,9 +238,10 @@ def main() -> None:
         "what": f"StyleGAN2 tiny on {' and '.join(map(str, sizes))} Fashion-MNIST train images "
                 f"(--max-images, fixed subset), {opts.cpu_minutes:g} CPU-minutes per run (the "
                 f"process's own CPU time; all {len(runs)} runs at once with one thread each on a "
-                f"{os.cpu_count()}-core machine); curves: snapshots' G_ema scored on "
-                f"{opts.curve_images} images, final: {opts.num_images} images, against the test "
-                "split (SWD on pixels ×1e3 as in the evaluation table, classifier-FID)",
+                f"{os.cpu_count()}-core machine); curves: classifier-FID of the snapshots' and "
+                f"the final G_ema on {opts.curve_images} images; final: SWD on pixels ×1e3 (as "
+                f"in the evaluation table) and classifier-FID on {opts.num_images} images; all "
+                "against the test split",
         "command": "python benchmarks/ada_runs.py " + " ".join(sys.argv[1:]),
         "machine": os.uname().nodename + f", {os.cpu_count()} CPUs",
         "cpu_minutes": opts.cpu_minutes, "ada_kimg": opts.ada_kimg, "ada_target": 0.6,
