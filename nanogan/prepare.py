@@ -65,7 +65,6 @@ from nanogan.data import (CIFAR10_CLASSES, FASHION_MNIST_CLASSES, FASHION_MNIST_
 from nanogan.sources import (PREPARED_FORMAT, PREPARED_VERSION, DataError, ImageSource,
                              UnreadableImageError, convert_mode, decode_image)
 
-FORMAT_VERSION = PREPARED_VERSION  # the format written: sources.py reads it (and older ones)
 TRANSFORMS = ("center-crop", "resize")
 CHUNK = {"files": 32, "arrays": 256}  # images per task sent to a worker
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # a fixed member date: the same inputs give the same zip
@@ -300,7 +299,7 @@ def prepare(src: str | Path | Source, out: str | Path, *, resolution: int | None
             with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as archive:
                 labels, skipped = _write_images(archive, source, resolution, channels, transform,
                                                 limit, workers, skip_bad, progress)
-                meta = {"format": PREPARED_FORMAT, "version": FORMAT_VERSION,
+                meta = {"format": PREPARED_FORMAT, "version": PREPARED_VERSION,
                         "resolution": resolution, "channels": channels,
                         "class_names": source.class_names, "images": len(labels),
                         "labels": labels, "skipped": [list(s) for s in skipped],

@@ -78,9 +78,7 @@ class Run:
 
     @property
     def run_config(self) -> dict:
-        return config.to_dict(self.cfg) | {"_preset": self.preset, "_data": self.data,
-                                          "_mirror": self.mirror, "_skip_bad": self.skip_bad,
-                                          "_max_images": self.max_images}
+        return config.to_dict(self.cfg) | {key: getattr(self, key[1:]) for key in RUN_KEYS}
 
 
 # ---------------------------------------------------------------------------------- snapshots

@@ -36,16 +36,14 @@ import signal
 import time
 from typing import Any, ContextManager, Optional
 
-import numpy as np
 import torch
-from PIL import Image
 
 from nanogan import checkpoint, evaluate, models
 from nanogan.data import InfiniteSampler, to_float
-from nanogan.images import save_grid
+from nanogan.images import save_grid, save_image
 from nanogan.randomness import derive_seed
 from nanogan.recipe import unwrap
-from nanogan.runs import Run, add_snapshot, prune_snapshots
+from nanogan.runs import CHECKPOINT, MODEL, Run, add_snapshot, prune_snapshots
 
 ON_NONFINITE = ("stop", "rollback")
 
@@ -215,9 +213,8 @@ class Trainer:
         images = models.sample(self.run.module, recipe.G_ema, cfg, self.grid_seeds,
                                self.grid_labels, **recipe.sampling_view())
         path = self.out / "grids" / f"grid-{recipe.images_seen / 1000:09.3f}kimg.png"
-        save_grid(path, images, nrow=models.grid_columns(cfg, len(images)))
-        save_grid(self.out / "grid.png", images, nrow=models.grid_columns(cfg, len(images)))
-        grid = np.asarray(Image.open(path))
+        grid = save_grid(path, images, nrow=models.grid_columns(cfg, len(images)))
+        save_image(self.out / "grid.png", grid)  # the latest grid, under a fixed name
         grid = grid[..., None] if grid.ndim == 2 else grid
         for tracker in self.accelerator.trackers:
             if tracker.name == "tensorboard":
@@ -232,10 +229,10 @@ class Trainer:
         recipe, run = self.recipe, self.run
         recipe.before_sampling()
         if self.main:
-            last = self.out / "checkpoint.safetensors"
+            last = self.out / CHECKPOINT
             checkpoint.save(last, recipe.state_dict(), kind="training", model=run.model,
                             config=run.run_config)
-            checkpoint.save(self.out / "model.safetensors", {"G_ema": recipe.G_ema.state_dict()},
+            checkpoint.save(self.out / MODEL, {"G_ema": recipe.G_ema.state_dict()},
                             kind="model", model=run.model, config=run.run_config)
             if snapshot:
                 add_snapshot(self.out, last, recipe.images_seen)
@@ -309,7 +306,7 @@ class Trainer:
         message = (f"non-finite {', '.join(bad)} at step {recipe.step} (kimg "
                    f"{recipe.images_seen / 1000:.2f})")
         self.log(self.here() | {"event": "non-finite", "losses": bad})
-        last = self.out / "checkpoint.safetensors"
+        last = self.out / CHECKPOINT
         if self.opts.on_nonfinite == "rollback" and last.exists() and self.rollbacks < 3:
             self.rollbacks += 1
             recipe.load_state_dict(checkpoint.load(last, kind="training").state)

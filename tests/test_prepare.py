@@ -22,7 +22,7 @@ from PIL import Image
 from nanogan import data, prepare as prep, sources
 from nanogan.data import CIFAR10_CLASSES, FASHION_MNIST_CLASSES
 from nanogan.sources import DataError, UnreadableImageError
-from nanogan.prepare import FORMAT_VERSION, PREPARED_FORMAT, prepare
+from nanogan.prepare import prepare
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,7 +56,7 @@ def read_prepared(out: Path) -> tuple[dict, list[np.ndarray]]:
                 assert image.size == (meta["resolution"],) * 2
                 array = np.asarray(image)
             images.append(array[None] if array.ndim == 2 else array.transpose(2, 0, 1))
-    assert meta["format"] == PREPARED_FORMAT and meta["version"] == FORMAT_VERSION
+    assert meta["format"] == "nanogan-dataset" and meta["version"] == 1  # the README's format
     assert len(meta["labels"]) == meta["images"] == len(images)
     return meta, images
 
