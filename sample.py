@@ -246,7 +246,7 @@ def truncation(
     data_: Optional[str] = typer.Option(None, "--data", help="Real images for the curve \\[default: fashion-mnist]."),
     split: Optional[str] = typer.Option(None, help="Dataset split \\[default: test where there is one]."),
     num_images: int = typer.Option(1000, min=2, help="Generated (and real) images per curve point."),
-    extractor: str = typer.Option("fashion", help="Feature extractor: fashion | inception."),
+    extractor: str = typer.Option("fashion", help="Feature extractor: fashion | inception | pixels."),
     seed: int = typer.Option(0, min=0, max=MAX_SEED, help="Seed of the curve's generated images."),
     batch_size: int = typer.Option(64, min=1, help="Batch size for generation and features."),
     cache_dir: Optional[Path] = typer.Option(None, help="Cache of real features \\[default: ~/.cache/nanogan/stats]."),
@@ -425,14 +425,14 @@ def print_projection(result, names: list[str], space: str, steps: int,
 @command
 def score(
     model_file: Path = typer.Argument(..., help="A model file, checkpoint, snapshot or run folder (its model.safetensors, else newest snapshot)."),
-    metrics: str = typer.Option("fid,kid,pr", help="Comma-separated: swd, fid, kid, pr, msssim, is."),
+    metrics: str = typer.Option("fid,kid,pr", help="Comma-separated: swd, fid, kid, pr, dc, msssim, is."),
     data_: Optional[str] = typer.Option(None, "--data", help="Real images \\[default: fashion-mnist]."),
     split: Optional[str] = typer.Option(None, help="Dataset split \\[default: test where there is one]."),
     num_images: int = typer.Option(1000, min=2, help="Generated (and real) images."),
     truncation: Optional[float] = typer.Option(None, help=TRUNCATION_HELP),
     noise_mode: Optional[NoiseMode] = typer.Option(None, help=NOISE_HELP),
     class_: Optional[int] = typer.Option(None, "--class", help="Only this class \\[default: uniform labels]."),
-    extractor: str = typer.Option("fashion", help="Feature extractor: fashion | inception."),
+    extractor: str = typer.Option("fashion", help="Feature extractor: fashion | inception | pixels."),
     seed: int = typer.Option(0, min=0, max=MAX_SEED, help="Seed of the generated images and the metrics' draws."),
     batch_size: int = typer.Option(64, min=1, help="Batch size for generation and features."),
     cache_dir: Optional[Path] = typer.Option(None, help="Cache of real features \\[default: ~/.cache/nanogan/stats]."),
@@ -448,6 +448,9 @@ def score(
     options = loading.generate_options(loaded, mode(noise_mode))
     if per_class:
         loading.require_conditional(loaded, "--per-class")
+        if extractor == "pixels":
+            raise sampling.SamplingError("extractor", "--per-class needs an extractor with "
+                                         "classes (fashion or inception), not 'pixels'")
     dataset, split = sampling.open_data(data_, split, loaded.cfg)
     with console.status(f"scoring {num_images} images"):
         results = sampling.evaluate_model(

@@ -3,15 +3,18 @@ return every number with the protocol that produced it.
 
 Paper: Heusel et al. (2017), arXiv:1706.08500, §3 (FID) and Bińkowski et al. (2018),
 arXiv:1801.01401 (KID) on features; Kynkäänniemi et al. (2019), arXiv:1904.06991 (precision and
-recall); Salimans et al. (2016), arXiv:1606.03498, §4 (Inception Score) on class probabilities;
-Karras et al. (2018), arXiv:1710.10196, §5 (sliced Wasserstein distance) and Odena et al. (2017),
-arXiv:1610.09585 (MS-SSIM diversity) on pixels.
+recall); Naeem et al. (2020), arXiv:2002.09797, §3 (density and coverage); Salimans et al.
+(2016), arXiv:1606.03498, §4 (Inception Score) on class probabilities; Karras et al. (2018),
+arXiv:1710.10196, §5 (sliced Wasserstein distance) and Odena et al. (2017), arXiv:1610.09585
+(MS-SSIM diversity) on pixels.
 
     fid = ‖μ_r − μ_g‖² + Tr(Σ_r + Σ_g − 2(Σ_r Σ_g)^½)   on φ(real), φ(generated)
 
-Names: "fid", "kid", "pr", "is" use the extractor; "swd" and "msssim" use the pixels and record
-the extractor "pixels". Real features are cached on disk under their protocol (`features.py`).
-`check_setup` says, before any image is drawn, whether a setup can work at all.
+Names: "fid", "kid", "pr", "dc", "is" use the extractor; "swd" and "msssim" use the pixels and
+record the extractor "pixels". The extractor "pixels" gives fid, kid, pr and dc on the flattened
+pixels; it has no classes, so "is" is refused with it. Real features are cached on disk under
+their protocol (`features.py`). `check_setup` says, before any image is drawn, whether a setup
+can work at all.
 
 Generated images are scored as they would be saved: clamped to [-1, 1] and rounded to 8 bits,
 like the real images they are compared with (the papers' metric code converts to uint8 too; an
@@ -47,18 +50,21 @@ from nanogan.fid import fid, kid
 from nanogan.inception_score import inception_score
 from nanogan.msssim import WEIGHTS as MS_SSIM_WEIGHTS
 from nanogan.msssim import ms_ssim_diversity
-from nanogan.precision_recall import precision_recall
+from nanogan.precision_recall import density_coverage, precision_recall
 from nanogan.randomness import derive_seed
 from nanogan.swd import resolutions as swd_resolutions
 from nanogan.swd import swd
 
-METRICS = ("swd", "fid", "kid", "pr", "msssim", "is")
-ON_FEATURES = {"fid", "kid", "pr", "is"}  # the rest compare pixels
+METRICS = ("swd", "fid", "kid", "pr", "dc", "msssim", "is")
+ON_FEATURES = {"fid", "kid", "pr", "dc", "is"}  # the rest compare pixels
+ON_CLASSES = {"is"}  # needs an extractor with class probabilities
 PR_K = 3  # neighbours per k-NN ball in precision and recall (the paper's k)
+DC_K = 5  # neighbours per real k-NN ball in density and coverage (the paper's k)
 # the fewest images each metric can score, and why
 MIN_IMAGES = {"fid": (2, "a covariance needs 2 samples"),
               "kid": (2, "the unbiased MMD² needs pairs of samples"),
               "pr": (PR_K + 1, f"each image needs k = {PR_K} neighbours besides itself"),
+              "dc": (DC_K + 1, f"each real image needs k = {DC_K} neighbours besides itself"),
               "is": (2, "a distribution needs 2 samples"),
               "swd": (2, "a distribution needs 2 samples"),
               "msssim": (2, "it compares pairs of different images")}
@@ -93,6 +99,8 @@ def score(name: str, fake_images: torch.Tensor, real_images: Callable[[], torch.
         return {"mean": mean, "std": std}
     if name == "pr":
         return dict(precision_recall(real()[0], fake[0], k=PR_K))
+    if name == "dc":
+        return dict(density_coverage(real()[0], fake[0], k=DC_K))
     if name == "is":
         mean, std = inception_score(fake[1], splits=min(10, len(fake[1])))
         return {"mean": mean, "std": std}
@@ -134,6 +142,13 @@ def _check(metrics: Sequence[str], num_images: int, batch_size: int) -> None:
                                f"batch_size >= 1, got {num_images}, {batch_size}")
 
 
+def _check_classes(metrics: Sequence[str], name: str, model: Extractor) -> None:
+    if not model.classes and (wanting := [m for m in metrics if m in ON_CLASSES]):
+        raise MetricSetupError(f"{', '.join(wanting)} needs class probabilities; the {name!r} "
+                               "extractor has none: use an extractor with a classifier, such as "
+                               "'fashion' or 'inception'")
+
+
 def _load_extractor(name: str) -> Extractor:
     if name not in EXTRACTORS:
         close = difflib.get_close_matches(name, EXTRACTORS, n=1)
@@ -155,7 +170,7 @@ def check_setup(metrics: Sequence[str], *, extractor: str, num_images: int, num_
     images of size `resolution`² with `channels` channels against `num_real` available real ones.
 
     Cheap enough to run before training: no image is drawn or decoded and nothing runs through a
-    network; the feature extractor (for fid, kid, pr, is) is loaded from its weights file, so a
+    network; the feature extractor (for fid, kid, pr, dc, is) is loaded from its weights file, so a
     missing or wrong file shows here rather than at the end of a run.
     """
     metrics = list(metrics)
@@ -184,12 +199,13 @@ def check_setup(metrics: Sequence[str], *, extractor: str, num_images: int, num_
     if not ON_FEATURES & set(metrics):
         return
     model = _load_extractor(extractor)
+    _check_classes(metrics, extractor, model)
     if model.resolution is not None and resolution != model.resolution:
         raise MetricSetupError(f"extractor {extractor!r} takes {model.resolution}×"
                                f"{model.resolution} images, these are {resolution}×"
                                f"{resolution}; use an extractor that resizes its input, such "
                                "as 'inception'")
-    if channels not in model.channels:
+    if model.channels is not None and channels not in model.channels:
         raise MetricSetupError(f"extractor {extractor!r} takes images with "
                                f"{' or '.join(map(str, model.channels))} channels, got {channels}")
 
@@ -315,7 +331,8 @@ def evaluate(metrics: Sequence[str], *, generate: Callable[[int, torch.Generator
     equal-size tensors in rank order along dim 0; every process must call `evaluate` with the
     same arguments but `rank`, and all get the same results.
 
-    What is gathered: features and probabilities, n × (d + k) floats; for "swd" and "msssim"
+    What is gathered: features and probabilities, n × (d + k) floats (with the "pixels"
+    extractor d = c·h·w and k = 0: the images as float32); for "swd" and "msssim"
     also the generated images as uint8 (n·c·h·w bytes on every process: 2,000 RGB images at
     256² are 390 MB) and for "swd" the real images as float32 (4 × that); those two metrics
     need the whole set at once (SWD normalises over all descriptors; MS-SSIM pairs any two
@@ -336,6 +353,8 @@ def evaluate(metrics: Sequence[str], *, generate: Callable[[int, torch.Generator
     collect = functools.partial(_collect, shares=shares, gather=gather)
     indices = _real_indices(len(dataset), num_images)  # before any work: enough real images?
     model = _load_extractor(extractor).to(device) if ON_FEATURES & set(metrics) else None
+    if model is not None:  # before any image is drawn
+        _check_classes(metrics, extractor, model)
     name = dataset_name or getattr(dataset, "name", None) or "images"
     protocol = Protocol(extractor, num_images, split, model.resize if model else None, name)
 
@@ -459,6 +478,8 @@ def evaluate_images(metrics: Sequence[str], fake_images: torch.Tensor, real_imag
                          f"{len(real_images)}")
     fakes, reals = as_saved(fake_images), as_saved(real_images)
     model = _load_extractor(extractor) if ON_FEATURES & set(metrics) else None
+    if model is not None:
+        _check_classes(metrics, extractor, model)
     protocol = Protocol(extractor, len(fakes), split, model.resize if model else None, dataset)
     fake = extract(model, fakes, batch_size=batch_size) if model is not None else None
     real = functools.cache(lambda: extract(model, reals, batch_size=batch_size))

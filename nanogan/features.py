@@ -7,9 +7,11 @@ the resizing that produced it. Each score here carries a `Protocol` naming all o
 
     φ: images (b, c, h, w) in [-1, 1] -> features (b, d), class probabilities (b, k)
 
-Extractors: "fashion" (nanogan's Fashion-MNIST classifier, d = 128, k = 10, 32×32 input, offline)
-and "inception" (the FID Inception-v3, d = 2048, k = 1008, any size resized to 299×299; needs the
-weights file, see `nanogan.inception.load_inception`). Register more in `EXTRACTORS`.
+Extractors: "fashion" (nanogan's Fashion-MNIST classifier, d = 128, k = 10, 32×32 input, offline),
+"inception" (the FID Inception-v3, d = 2048, k = 1008, any size resized to 299×299; needs the
+weights file, see `nanogan.inception.load_inception`) and "pixels" (no network: the images
+themselves flattened, d = c·h·w, any size and channel count; k = 0, it has no classes, so no
+Inception score). Register more in `EXTRACTORS`.
 
 Shapes: images (b, c, h, w) -> features (n, d), probs (n, k), accumulated batch by batch.
 Lesson: lessons/31_features.md
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import os
 import tempfile
@@ -27,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from einops import rearrange
 from torch import nn
 
 
@@ -54,11 +58,13 @@ class Extractor:
     resize: str | None  # recorded in the protocol
     resolution: int | None = None  # inputs must have this size (None: the model resizes itself)
     fingerprint: str = ""  # identifies the weights, so a retrained network misses the cache
-    channels: tuple[int, ...] = (1, 3)  # colour channels the network accepts
+    channels: tuple[int, ...] | None = (1, 3)  # colour channels the network accepts (None: any)
+    classes: bool = True  # False: the model returns (b, 0) logits and there is no Inception score
 
     @property
     def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        tensors = itertools.chain(self.model.parameters(), self.model.buffers())
+        return next((t.device for t in tensors), torch.device("cpu"))
 
     def to(self, device: torch.device | str) -> Extractor:
         """The same extractor with its network on `device` (its outputs come back there too)."""
@@ -85,6 +91,23 @@ class _ClassifierOutputs(nn.Module):
         return features, self.classifier.head(features)
 
 
+class _Pixels(nn.Module):
+    """The images themselves as features, (b, c·h·w), and no class logits, (b, 0): a softmax over
+    no classes is empty, so no probability is ever made up."""
+
+    def __init__(self):
+        super().__init__()
+        # no parameters: this empty buffer carries the device that `.to(device)` moves it to
+        self.register_buffer("anchor", torch.zeros(0), persistent=False)
+
+    def forward(self, x):
+        return rearrange(x, "b c h w -> b (c h w)"), x.new_zeros(len(x), 0)
+
+
+def pixels_extractor() -> Extractor:
+    return Extractor(_Pixels(), resize=None, fingerprint="pixels", channels=None, classes=False)
+
+
 def fashion_extractor() -> Extractor:
     from nanogan.classifier import WEIGHTS, load_classifier
 
@@ -102,6 +125,7 @@ def inception_extractor() -> Extractor:
 EXTRACTORS: dict[str, Callable[[], Extractor]] = {
     "fashion": fashion_extractor,
     "inception": inception_extractor,
+    "pixels": pixels_extractor,
 }
 
 

@@ -394,7 +394,7 @@ def flat_values(results) -> dict[str, float]:
     for name, result in results.items():
         if isinstance(result.value, dict):
             for key, value in result.value.items():
-                out[key if name == "pr" else f"{name}_{key}"] = value
+                out[key if name in ("pr", "dc") else f"{name}_{key}"] = value
         else:
             out[name] = result.value
     return out

@@ -107,7 +107,7 @@ class Options:
     metric_names: list[str] = dataclasses.field(default_factory=list)  # none: no metrics
     metrics_kimg: float = 50.0  # metrics every this many kimg and at the end
     metrics_images: int = 2000  # generated and real images per evaluation
-    extractor: str = "fashion"  # features for fid/kid/pr/is
+    extractor: str = "fashion"  # features for fid/kid/pr/dc/is
     reference: Any = None  # the dataset the metrics compare against
     split: Optional[str] = None  # its split, recorded with the results
     on_nonfinite: str = "stop"  # after a NaN/inf: "stop", or "rollback" to the last checkpoint

@@ -13,7 +13,7 @@ from strategies import generator
 
 from nanogan.data import to_float, to_uint8
 from nanogan.evaluate import (METRICS, MIN_IMAGES, MetricResult, MetricSetupError, Shares,
-                              check_setup, evaluate, evaluate_images, pick_real_images)
+                              as_saved, check_setup, evaluate, evaluate_images, pick_real_images)
 from nanogan.features import EXTRACTORS, Extractor, Protocol
 
 
@@ -146,9 +146,66 @@ def test_identical_sets_score_as_identical():
     assert results["fid"].value == pytest.approx(0, abs=1e-6)
     assert results["swd"].value["swd_avg"] == pytest.approx(0, abs=1e-9)
     assert results["pr"].value == {"precision": 1.0, "recall": 1.0}
+    assert results["dc"].value["coverage"] == 1.0
     noisy = run(["fid", "kid"], generate=noise, dataset=data)
     assert noisy["fid"].value > 1e-2
     assert noisy["kid"].value["mean"] > results["kid"].value["mean"]
+
+
+def test_density_and_coverage_of_the_extracted_features():
+    """"dc" is density_coverage (k = 5) of the extractor's features of reals and fakes, and it
+    records the extractor's protocol."""
+    from nanogan.precision_recall import density_coverage
+
+    data = Toy()
+    fakes = to_float(to_uint8(noise(24, generator(9))))
+    blurred = torch.nn.functional.avg_pool2d(pick_real_images(data, 24), 3, 1, 1)  # some overlap
+    for images in (fakes, blurred):
+        results = run(["dc"], generate=replay(images), dataset=data, split="train")
+        with torch.no_grad():
+            expected = density_coverage(Tiny()(pick_real_images(data, 24))[0],
+                                        Tiny()(as_saved(images))[0], k=5)
+        assert results["dc"].value == pytest.approx(expected, rel=1e-6)
+        assert results["dc"].protocol == Protocol(extractor="tiny", num_images=24, split="train",
+                                                  resize=None, dataset="toy")
+    assert 0 < results["dc"].value["coverage"] < 1
+
+
+def test_the_pixels_extractor_scores_the_saved_pixels():
+    """With the "pixels" extractor, fid, pr and dc are computed on the images as saved, flattened,
+    and the protocol records "pixels" without resizing."""
+    from nanogan.fid import fid
+    from nanogan.precision_recall import density_coverage, precision_recall
+
+    data = Toy()
+    raw = noise(24, generator(10)) * 1.5  # out of range: scored as the clamped 8-bit PNG
+    results = run(["fid", "pr", "dc"], generate=replay(raw), dataset=data, extractor="pixels")
+    real, fake = pick_real_images(data, 24).flatten(1), to_float(to_uint8(raw)).flatten(1)
+    assert results["fid"].value == pytest.approx(fid(real, fake), rel=1e-5)
+    assert results["pr"].value == precision_recall(real, fake, k=3)
+    assert results["dc"].value == density_coverage(real, fake, k=5)
+    for result in results.values():
+        assert result.protocol == Protocol(extractor="pixels", num_images=24, split="test",
+                                           resize=None, dataset="toy")
+    same = evaluate_images(["dc"], raw, pick_real_images(data, 24), extractor="pixels")
+    assert same["dc"].value == results["dc"].value
+
+
+def test_the_inception_score_is_refused_for_the_pixels_extractor_before_drawing():
+    """"is" with the class-less "pixels" extractor fails before the generator draws any image."""
+    def must_not_draw(b, g):
+        raise AssertionError("generate was called")
+
+    message = "is needs class probabilities; the 'pixels' extractor has none"
+    with pytest.raises(MetricSetupError, match=message):
+        run(["fid", "is"], generate=must_not_draw, extractor="pixels")
+    with pytest.raises(MetricSetupError, match=message):
+        evaluate_images(["is"], noise(4, generator(0)), noise(4, generator(1)),
+                        extractor="pixels")
+    with pytest.raises(MetricSetupError, match=message):
+        check_setup(["is"], **setup(extractor="pixels"))
+    # any size and channel count is accepted for the feature metrics
+    check_setup(["fid", "kid", "pr", "dc"], **setup(extractor="pixels", resolution=7, channels=4))
 
 
 def test_protocol_is_recorded_with_every_number():
@@ -226,14 +283,15 @@ def test_check_setup_accepts_a_setup_that_evaluate_scores():
 
 
 def test_the_fewest_images_are_what_the_metric_functions_need():
-    """One image fewer than MIN_IMAGES makes fid, kid, pr and msssim fail in the metric function
-    itself (is and swd could score one image; 2 is a floor for every metric)."""
+    """One image fewer than MIN_IMAGES makes fid, kid, pr, dc and msssim fail in the metric
+    function itself (is and swd could score one image; 2 is a floor for every metric)."""
     from nanogan.fid import fid, kid
     from nanogan.msssim import ms_ssim_diversity
-    from nanogan.precision_recall import precision_recall
+    from nanogan.precision_recall import density_coverage, precision_recall
 
     calls = {"fid": lambda f, x: fid(f, f), "kid": lambda f, x: kid(f, f),
              "pr": lambda f, x: precision_recall(f, f, k=3),
+             "dc": lambda f, x: density_coverage(f, f, k=5),
              "msssim": lambda f, x: ms_ssim_diversity(x, pairs=4)}
     g = generator(8)
     for name, call in calls.items():
@@ -246,7 +304,7 @@ def test_the_fewest_images_are_what_the_metric_functions_need():
 
 @pytest.mark.parametrize("metrics, changes, message", [
     (["fid", "lpips"], {},
-     r"unknown metrics \['lpips'\]; choose from swd, fid, kid, pr, msssim, is"),
+     r"unknown metrics \['lpips'\]; choose from swd, fid, kid, pr, dc, msssim, is"),
     ([], {}, "unknown metrics none given"),
     (["fid"], {"extractor": "incepton"},
      r"unknown extractor 'incepton'; choose from .*fashion, inception.*did you mean 'inception'"),
@@ -259,6 +317,8 @@ def test_the_fewest_images_are_what_the_metric_functions_need():
     (["kid"], {"extractor": "fashion", "resolution": 32, "channels": 4},
      "extractor 'fashion' takes images with 1 or 3 channels, got 4"),
     (["fid"], {"resolution": 0}, "need resolution >= 1"),
+    (["fid", "is"], {"extractor": "pixels"},
+     "is needs class probabilities; the 'pixels' extractor has none: .*'fashion' or 'inception'"),
 ])
 def test_check_setup_names_the_problem_and_the_remedy(metrics, changes, message):
     with pytest.raises(MetricSetupError, match=message):

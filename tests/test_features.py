@@ -5,7 +5,7 @@ import math
 
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from strategies import generator, seeds
 
@@ -169,3 +169,37 @@ def test_cache_round_trip_and_protocol_check(tmp_path):
     assert load_cached(protocol(split="train"), "w1", tmp_path) is None
     with pytest.raises(ValueError, match="asks for 5 real images, got 4"):
         store_cached(features[:4], probs[:4], protocol(), "w1", tmp_path)
+
+
+@given(seed=seeds, b=st.integers(1, 4), c=st.integers(1, 4), h=st.integers(1, 9),
+       w=st.integers(1, 9), batch_size=st.integers(1, 5))
+@example(seed=0, b=2, c=3, h=32, w=32, batch_size=1)  # RGB 32×32, one image per batch
+def test_pixels_features_are_the_flattened_images(seed, b, c, h, w, batch_size):
+    """The "pixels" extractor's features are the images themselves, pixel (c, y, x) of image i at
+    column (c·h + y)·w + x of row i, for any size and channel count, and it has no classes."""
+    images = torch.rand(b, c, h, w, generator=generator(seed), dtype=torch.float64) * 2 - 1
+    features, probs = extract("pixels", images, batch_size=batch_size)
+    expected = torch.tensor([[images[i, ci, y, x].item() for ci in range(c) for y in range(h)
+                              for x in range(w)] for i in range(b)], dtype=torch.float32)
+    assert features.dtype == torch.float32 and torch.equal(features, expected)
+    assert probs.shape == (b, 0)
+
+
+def test_pixels_extractor_protocol_device_and_cache(tmp_path):
+    """No network, yet a device to follow; no classes, so no Inception score; features cached."""
+    from nanogan.inception_score import inception_score
+
+    extractor = get_extractor("pixels")
+    assert (extractor.resize, extractor.resolution, extractor.channels, extractor.classes,
+            extractor.fingerprint) == (None, None, None, False, "pixels")
+    assert extractor.device.type == "cpu" and extractor.to("meta").device.type == "meta"
+    features, probs = extractor.to("meta")(torch.zeros(2, 1, 4, 4))
+    assert features.device.type == probs.device.type == "meta"
+    images = torch.rand(5, 2, 3, 3, generator=generator(7)) * 2 - 1
+    pixels = protocol(extractor="pixels")
+    first = real_features(images, pixels, cache_dir=tmp_path)
+    again = real_features(lambda: 1 / 0, pixels, cache_dir=tmp_path)  # from the file
+    assert torch.equal(again[0], images.flatten(1)) and again[1].shape == (5, 0)
+    assert torch.equal(first[0], again[0])
+    with pytest.raises(ValueError, match="k >= 1"):  # evaluate refuses "is" before this
+        inception_score(again[1], splits=1)

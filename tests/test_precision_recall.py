@@ -1,14 +1,15 @@
-"""Improved precision and recall (Kynkäänniemi et al. 2019) against an explicit-loop reference."""
+"""Improved precision and recall (Kynkäänniemi et al. 2019) and density and coverage (Naeem et al.
+2020) against explicit references written from the papers' equations."""
 
 import math
 
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from strategies import generator, seeds
 
-from nanogan.precision_recall import manifold_radii, precision_recall
+from nanogan.precision_recall import density_coverage, manifold_radii, precision_recall
 
 
 def reference_radii(points, k):
@@ -94,3 +95,96 @@ def test_the_ball_boundary_counts_as_inside():
 def test_rejects_bad_features(real, fake, k):
     with pytest.raises(ValueError, match="n > k|feature size"):
         precision_recall(torch.zeros(real), torch.zeros(fake), k=k)
+
+
+# --- density and coverage (Naeem et al. 2020, §3) --------------------------------------------
+
+def reference_density_coverage(real, fake, k):
+    """density = 1/(kM) Σ_j Σ_i 1[Y_j ∈ B(X_i, NND_k(X_i))],
+    coverage = 1/N Σ_i 1[∃ j: Y_j ∈ B(X_i, NND_k(X_i))],
+    every squared distance an explicit broadcast difference in float64."""
+    real, fake = real.double(), fake.double()
+    within_real = (real[:, None] - real[None]).square().sum(-1)  # (N, N), exact 0 on the diagonal
+    nnd = [sorted(row[j].item() for j in range(len(real)) if j != i)[k - 1]
+           for i, row in enumerate(within_real)]  # squared NND_k(X_i), X_i itself left out
+    to_fake = (real[:, None] - fake[None]).square().sum(-1)  # (N, M)
+    inside = [[to_fake[i, j].item() <= nnd[i] for j in range(len(fake))] for i in range(len(real))]
+    density = sum(sum(row) for row in inside) / (k * len(fake))
+    coverage = sum(any(row) for row in inside) / len(real)
+    return {"density": density, "coverage": coverage}
+
+
+def grid_cloud(seed, n, d, shift=0):
+    """Points on a small integer grid: many equal distances (ties at the ball boundaries) and
+    duplicates, all computed exactly in float64."""
+    return torch.randint(-2, 3, (n, d), generator=generator(seed)).double() + shift
+
+
+@given(seed=seeds, n=st.integers(6, 14), m=st.integers(1, 12), d=st.integers(1, 4),
+       k=st.integers(1, 5), shift=st.integers(0, 2), grid=st.booleans())
+@example(seed=0, n=8, m=5, d=1, k=5, shift=0, grid=True)  # 1-D grid: ties everywhere
+@example(seed=3, n=6, m=1, d=2, k=5, shift=1, grid=True)  # n = k + 1 reals, a single fake
+@example(seed=1, n=10, m=10, d=3, k=2, shift=0, grid=False)
+def test_density_coverage_matches_reference(seed, n, m, d, k, shift, grid):
+    make = grid_cloud if grid else cloud
+    real, fake = make(seed, n, d), make(seed + 1, m, d, shift)
+    assert (density_coverage(real, fake, k=k, batch_size=4)
+            == reference_density_coverage(real, fake, k))
+
+
+@given(seed=seeds, d=st.integers(1, 16), k=st.integers(1, 8))
+def test_a_set_covers_itself(seed, d, k):
+    """Against itself a set has coverage 1: every real ball holds its own centre."""
+    x = cloud(seed, 50, d).float()
+    assert density_coverage(x, x.clone(), k=k)["coverage"] == 1.0
+
+
+@given(seed=seeds)
+@example(seed=0)
+def test_a_fake_outlier_raises_recall_but_not_coverage(seed):
+    """One far fake outlier leaves coverage unchanged, because coverage uses only the real k-NN
+    balls, while its own huge k-NN ball takes in a whole missed cluster and raises recall."""
+    cluster_a, cluster_b = cloud(seed, 40, 2), cloud(seed + 1, 40, 2, shift=10.0)
+    real = torch.cat([cluster_a, cluster_b])
+    fake = cloud(seed + 2, 40, 2)  # like cluster a only: cluster b is missed
+    with_outlier = torch.cat([fake, torch.full((1, 2), 40.0)])  # nearer b than a, far from both
+    before, after = density_coverage(real, fake), density_coverage(real, with_outlier)
+    assert before["coverage"] == after["coverage"] <= 0.55
+    # the outlier lies in no real ball: the same count of held fakes, over one more fake
+    assert after["density"] * 41 == pytest.approx(before["density"] * 40)
+    recall_before = precision_recall(real, fake)["recall"]
+    recall_after = precision_recall(real, with_outlier)["recall"]
+    assert recall_before <= 0.55 and recall_after - recall_before >= 0.5 - 1e-9  # all of b
+
+
+@given(seed=seeds)
+@example(seed=0)
+def test_a_contracted_copy_keeps_coverage_but_loses_recall(seed):
+    """Fakes pulled halfway to their mean (x → μ + ½(x − μ)), in 32 dimensions, lie inside the
+    reals' large k-NN balls (coverage near 1) while their own balls shrink and hold almost no
+    real (recall near 0)."""
+    real, other = cloud(seed, 100, 32), cloud(seed + 1, 100, 32)
+    contracted = other.mean(0) + 0.5 * (other - other.mean(0))
+    assert precision_recall(real, other)["recall"] >= 0.4  # uncontracted: not a sampling effect
+    assert precision_recall(real, contracted)["recall"] <= 0.05
+    assert density_coverage(real, contracted)["coverage"] >= 0.9
+
+
+@given(seed=seeds)
+def test_density_coverage_ignore_batch_size_and_order(seed):
+    """Any batch size, and any order of the rows, gives the same density and coverage."""
+    real, fake = cloud(seed, 37, 5), cloud(seed + 1, 29, 5, shift=0.7)
+    expected = density_coverage(real, fake)
+    for batch_size in (1, 4, 29):
+        assert density_coverage(real, fake, batch_size=batch_size) == expected
+    perm = torch.randperm(37, generator=generator(seed))
+    assert density_coverage(real[perm], fake.flip(0), batch_size=5) == expected
+
+
+@pytest.mark.parametrize("real, fake, k, match", [
+    ((5, 2), (10, 2), 5, "n > k"), ((10, 2), (0, 2), 5, "m >= 1"),
+    ((10, 2), (10, 3), 5, "feature size"), ((10, 2), (10, 2), 0, "n > k"),
+    ((10,), (10, 2), 5, "n > k")])
+def test_density_coverage_rejects_bad_features(real, fake, k, match):
+    with pytest.raises(ValueError, match=match):
+        density_coverage(torch.zeros(real), torch.zeros(fake), k=k)
