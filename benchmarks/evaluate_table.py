@@ -1,16 +1,25 @@
-"""The README's evaluation table on Fashion-MNIST 32×32: floor, ceiling and trained models.
+"""The README's evaluation table on Fashion-MNIST 32×32: floor, controls, ceiling and trained models.
 
     python benchmarks/evaluate_table.py runs/progan-tiny/model.safetensors \
-        runs/stylegan2-tiny/model.safetensors runs/biggan-tiny/model.safetensors
+        runs/stylegan2-tiny/model.safetensors runs/biggan-tiny/model.safetensors \
+        --out benchmarks/results/eval.json
 
 Rows: the test split against a fixed subset of the train split (the floor: what two samples of
-the real distribution score), uniform noise in [−1, 1] (the ceiling), and each model file's
-G_ema (no truncation, StyleGAN2 with constant noise, BigGAN with the standing statistics its
-model file holds and uniform labels). Every row is scored against the same 10,000 test images
-with the same protocol: SWD (ProGAN §5, pixels), FID and KID on the features of the project's Fashion-MNIST classifier
-("classifier-FID", `nanogan/features.py`), precision/recall (k = 3) on the same features, and
-MS-SSIM between random pairs of the row's own images (diversity; lower is more diverse).
-Writes Markdown to stdout and JSON (with every protocol) to --out.
+the real distribution score); the same train images blurred by a 3×3 box filter (a control:
+every mode of the data is there, only the detail is gone); uniform noise in [−1, 1] (the
+ceiling); and each model file's G_ema (no truncation, StyleGAN2 with constant noise, BigGAN with
+the standing statistics its model file holds and uniform labels), `--num-images` images drawn
+batch by batch from one generator seeded with `--seed`. Every row is scored against the same
+10,000 test images with the same protocol: SWD (ProGAN §5, pixels); FID, KID,
+precision/recall (k = 3) and density/coverage (k = 5) on the features of the project's
+Fashion-MNIST classifier; precision/recall and coverage again on raw pixels; MS-SSIM between
+random pairs of the row's own images (diversity; lower is more diverse); and the share of the
+row's images the classifier puts in each class (`classes`; the rarest and commonest in the
+table).
+
+Scoring is slow (SWD sorts 1.3M descriptors per level): `--no-references` scores only the model
+files and `--append` adds the rows to those already in `--out`, so that rows can be scored as
+their models finish. Writes Markdown to stdout and JSON (with every protocol) to --out.
 """
 
 from __future__ import annotations
@@ -21,37 +30,67 @@ import sys
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from nanogan import models  # noqa: E402
 from nanogan.data import open_dataset  # noqa: E402
-from nanogan.evaluate import evaluate, evaluate_images, pick_real_images  # noqa: E402
+from nanogan.evaluate import as_saved, evaluate_images, pick_real_images  # noqa: E402
+from nanogan.features import extract  # noqa: E402
 
-METRICS = ("swd", "fid", "kid", "pr", "msssim")
+ON_CLASSIFIER = ("swd", "fid", "kid", "pr", "dc", "msssim")
+ON_PIXELS = ("pr", "dc")
+CLASSES = ("T-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
+           "ankle boot")
 
 
-def row(name: str, results: dict) -> dict:
-    value = {k: r.value for k, r in results.items()}
-    return {"name": name, "values": value,
+def box_blur(images: torch.Tensor) -> torch.Tensor:
+    """Each pixel replaced by the mean of its 3×3 neighbourhood (edges replicated)."""
+    return F.avg_pool2d(F.pad(images, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+
+
+def generated(path: Path, n: int, seed: int, batch: int = 250) -> tuple[str, torch.Tensor]:
+    spec, cfg, G = models.load_generator(path)
+    generate, g = models.random_sampler(spec, G, cfg), torch.Generator().manual_seed(seed)
+    return spec.name, torch.cat([generate(min(batch, n - i), g).cpu() for i in range(0, n, batch)])
+
+
+def row(name: str, images: torch.Tensor, reals: torch.Tensor, split: str, dataset: str,
+        seed: int) -> dict:
+    on_classifier = evaluate_images(ON_CLASSIFIER, images, reals, dataset=dataset, split=split,
+                                    seed=seed)
+    on_pixels = evaluate_images(ON_PIXELS, images, reals, extractor="pixels", dataset=dataset,
+                                split=split, seed=seed)
+    _, probs = extract("fashion", as_saved(images), batch_size=250)
+    share = torch.bincount(probs.argmax(1), minlength=len(CLASSES)).double() / len(images)
+    results = on_classifier | {f"pixels_{k}": r for k, r in on_pixels.items()}
+    return {"name": name, "values": {k: r.value for k, r in results.items()}
+            | {"classes": dict(zip(CLASSES, share.tolist()))},
             "protocols": {k: r.to_dict() for k, r in results.items()}}
 
 
 def markdown(rows: list[dict], n: int) -> str:
     lines = [f"Fashion-MNIST 32×32, {n:,} generated (or real) images against the {n:,} test "
-             "images; FID, KID and precision/recall on the project's Fashion-MNIST classifier "
-             "features, SWD ×10³ on pixels (average of the 32² and 16² levels), MS-SSIM between "
-             "random pairs of one set. KID is shown unscaled: the classifier's features are "
-             "larger than Inception's, so its values are not comparable with published "
-             "KID ×10³ figures.", "",
-             "| images | SWD ↓ | classifier-FID ↓ | KID ↓ | precision ↑ | recall ↑ | "
-             "MS-SSIM |", "|---|---|---|---|---|---|---|"]
+             "images. SWD ×10³ on pixels (average of the 32² and 16² levels); FID, KID, "
+             "precision/recall (k = 3) and coverage (k = 5) on the project's Fashion-MNIST "
+             "classifier features, recall and coverage also on raw pixels; MS-SSIM between "
+             "random pairs of one set; the classifier's rarest and commonest class among the "
+             "set's images. KID is shown unscaled: the classifier's features are larger than "
+             "Inception's, so its values are not comparable with published KID ×10³ figures.",
+             "",
+             "| images | SWD ↓ | classifier-FID ↓ | KID ↓ | precision ↑ | recall ↑ | coverage ↑ "
+             "| pixel recall ↑ | pixel coverage ↑ | MS-SSIM | classes, min–max share |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         v = r["values"]
+        share = v["classes"].values()
         lines.append(f"| {r['name']} | {v['swd']['swd_avg']:.1f} | {v['fid']:.2f} | "
                      f"{v['kid']['mean']:.2f} | {v['pr']['precision']:.3f} | "
-                     f"{v['pr']['recall']:.3f} | {v['msssim']:.3f} |")
+                     f"{v['pr']['recall']:.3f} | {v['dc']['coverage']:.3f} | "
+                     f"{v['pixels_pr']['recall']:.3f} | {v['pixels_dc']['coverage']:.3f} | "
+                     f"{v['msssim']:.3f} | {min(share):.3f}–{max(share):.3f} |")
     return "\n".join(lines)
 
 
@@ -61,24 +100,29 @@ def main() -> None:
     parser.add_argument("--num-images", type=int, default=10_000)
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-references", action="store_true",
+                        help="skip the floor, control and ceiling rows")
+    parser.add_argument("--append", action="store_true", help="add to the rows in --out")
     args = parser.parse_args()
     n = args.num_images
+    if args.append and not args.out:
+        parser.error("--append needs --out")
 
     test = open_dataset(None, split="test")
-    train = open_dataset(None, split="train")
     reals = pick_real_images(test, n)
-    rows = [row("test vs train split (floor)",
-                evaluate_images(METRICS, pick_real_images(train, n), reals, dataset=test.name,
-                                split="test vs train", seed=args.seed))]
-    noise = torch.rand(n, 1, 32, 32, generator=torch.Generator().manual_seed(args.seed)) * 2 - 1
-    rows.append(row("uniform noise (ceiling)",
-                    evaluate_images(METRICS, noise, reals, dataset=test.name,
-                                    split="test vs noise", seed=args.seed)))
+    rows = json.loads(args.out.read_text()) if args.append and args.out.exists() else []
+    if not args.no_references:
+        train = pick_real_images(open_dataset(None, split="train"), n)
+        noise = torch.rand(n, 1, 32, 32, generator=torch.Generator().manual_seed(args.seed)) * 2 - 1
+        for name, images, split in (
+                ("test vs train split (floor)", train, "test vs train"),
+                ("train split, 3×3 box blur (control)", box_blur(train), "test vs blurred train"),
+                ("uniform noise (ceiling)", noise, "test vs noise")):
+            rows.append(row(name, images, reals, split, test.name, args.seed))
+            print(f"{name}: done", file=sys.stderr, flush=True)
     for path in args.model_files:
-        spec, cfg, G = models.load_generator(path)
-        results = evaluate(METRICS, generate=models.random_sampler(spec, G, cfg), dataset=test,
-                           num_images=n, split="test", seed=args.seed)
-        rows.append(row(f"{spec.name} `{path}`", results))
+        model, images = generated(path, n, args.seed)
+        rows.append(row(f"{model} `{path}`", images, reals, "test", test.name, args.seed))
         print(f"{path}: done", file=sys.stderr, flush=True)
     print(markdown(rows, n))
     if args.out:
