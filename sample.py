@@ -449,8 +449,9 @@ def score(
     if per_class:
         loading.require_conditional(loaded, "--per-class")
         if extractor == "pixels":
-            raise sampling.SamplingError("extractor", "--per-class needs an extractor with "
-                                         "classes (fashion or inception), not 'pixels'")
+            raise sampling.SamplingError("extractor", "--per-class needs a classifier of the "
+                                         "model's classes (fashion for Fashion-MNIST), not "
+                                         "'pixels'")
     dataset, split = sampling.open_data(data_, split, loaded.cfg)
     with console.status(f"scoring {num_images} images"):
         results = sampling.evaluate_model(

@@ -93,7 +93,7 @@ PRESETS = {
     # by about α per step, so a resolution needs hundreds of steps: with 156-step phases each
     # resolution ended half-learnt and the new layers' speckle stayed as checkerboard texture.
     # EMA: a half-life of 138 steps (2.2 kimg, ~4% of the run) instead of 0.999's 693 steps,
-    # which would still be mostly the early resolutions when the run ends.
+    # which would still carry a fifth of the weights from before 32² when the run ends.
     "tiny": Config(z_dim=128, fmap_base=1024, fmap_max=128, batch_size=16,
                    stabilize_kimg=10, fade_kimg=5, ema_beta=0.995, kimg=64),
     # Appendix A.1: CelebA-HQ 1024², 800k images per phase: 800 + 8 × 1600 = 13600 kimg

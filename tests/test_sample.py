@@ -350,8 +350,8 @@ def test_score_per_class_reports_the_classifier_accuracy_of_each_class(files, fo
                     "class-conditional models (stylegan2 (trained with labels), biggan)")
     assert "metric" not in refused.output and "fashion" not in refused.output  # refused first
     fails("score", files["biggan"], "--metrics", "fid", "--data", folder_data, "--num-images", 4,
-          "--per-class", "--extractor", "pixels", match="--extractor: --per-class needs an "
-          "extractor with classes")
+          "--per-class", "--extractor", "pixels", match="--extractor: --per-class needs a "
+          "classifier of the model's classes")
 
 
 # ----------------------------------------------------------------- run folders and snapshots
