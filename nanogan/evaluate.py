@@ -149,7 +149,14 @@ def _check_classes(metrics: Sequence[str], name: str, model: Extractor) -> None:
                                "'fashion' or 'inception'")
 
 
-def _load_extractor(name: str) -> Extractor:
+def _load_extractor(name: str, metrics: Sequence[str] = ()) -> Extractor:
+    """The extractor `name`, refusing `metrics` it cannot serve (class-based ones without classes)."""
+    model = _loaded_extractor(name)
+    _check_classes(metrics, name, model)
+    return model
+
+
+def _loaded_extractor(name: str) -> Extractor:
     if name not in EXTRACTORS:
         close = difflib.get_close_matches(name, EXTRACTORS, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
@@ -198,8 +205,7 @@ def check_setup(metrics: Sequence[str], *, extractor: str, num_images: int, num_
                                "(a power of two)")
     if not ON_FEATURES & set(metrics):
         return
-    model = _load_extractor(extractor)
-    _check_classes(metrics, extractor, model)
+    model = _load_extractor(extractor, metrics)
     if model.resolution is not None and resolution != model.resolution:
         raise MetricSetupError(f"extractor {extractor!r} takes {model.resolution}×"
                                f"{model.resolution} images, these are {resolution}×"
@@ -352,9 +358,8 @@ def evaluate(metrics: Sequence[str], *, generate: Callable[[int, torch.Generator
     agree = functools.partial(_agree, world=world, device=device, gather=gather)
     collect = functools.partial(_collect, shares=shares, gather=gather)
     indices = _real_indices(len(dataset), num_images)  # before any work: enough real images?
-    model = _load_extractor(extractor).to(device) if ON_FEATURES & set(metrics) else None
-    if model is not None:  # before any image is drawn
-        _check_classes(metrics, extractor, model)
+    model = (_load_extractor(extractor, metrics).to(device)  # before any image is drawn
+             if ON_FEATURES & set(metrics) else None)
     name = dataset_name or getattr(dataset, "name", None) or "images"
     protocol = Protocol(extractor, num_images, split, model.resize if model else None, name)
 
@@ -477,9 +482,7 @@ def evaluate_images(metrics: Sequence[str], fake_images: torch.Tensor, real_imag
         raise ValueError(f"the sets must have the same size, got {len(fake_images)} and "
                          f"{len(real_images)}")
     fakes, reals = as_saved(fake_images), as_saved(real_images)
-    model = _load_extractor(extractor) if ON_FEATURES & set(metrics) else None
-    if model is not None:
-        _check_classes(metrics, extractor, model)
+    model = _load_extractor(extractor, metrics) if ON_FEATURES & set(metrics) else None
     protocol = Protocol(extractor, len(fakes), split, model.resize if model else None, dataset)
     fake = extract(model, fakes, batch_size=batch_size) if model is not None else None
     real = functools.cache(lambda: extract(model, reals, batch_size=batch_size))

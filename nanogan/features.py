@@ -12,7 +12,8 @@ Extractors: "fashion" (nanogan's Fashion-MNIST classifier, d = 128, k = 10, 32×
 weights file, see `nanogan.inception.load_inception`) and "pixels" (no network: the images
 themselves flattened, d = c·h·w, any size and channel count; k = 0, it has no classes, so no
 Inception score; meant for small images: FID's covariance is d × d, 1024² at 32² grey but
-12288² at 64² RGB, and the real features are cached on disk like any others). Register more in `EXTRACTORS`.
+12288² at 64² RGB, and the real features are cached on disk like any others). Register more in
+`EXTRACTORS`.
 
 Shapes: images (b, c, h, w) -> features (n, d), probs (n, k), accumulated batch by batch.
 Lesson: lessons/31_features.md
