@@ -161,9 +161,13 @@ def test_resume_is_exact_with_ada(model, tmp_path):
     torch.manual_seed(0)
     straight = module.Recipe(cfg, seed=3)
     straight.ada.p.fill_(0.5)  # augmenting from the start, and free to move either way
+    p_after = []
     for step in range(4):
         straight.train_step(*data(straight, step))
-    assert straight.ada.p.item() != 0.5  # p moved: the test resumes a controller in motion
+        p_after.append(straight.ada.p.item())
+    # p moves after the save point (after step 2): the test resumes a controller in motion (p can
+    # come back to where it started, so compare the steps, not the ends)
+    assert len(set(p_after[1:])) > 1, p_after
     torch.manual_seed(0)
     first = module.Recipe(cfg, seed=3)
     first.ada.p.fill_(0.5)
