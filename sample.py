@@ -263,6 +263,10 @@ def truncation(
     for parameter, v in [("values", v) for v in rows] + [("curve_values", v) for v in points]:
         loading.check_truncation(loaded, v, parameter)
     seed_list = parse_seeds(seeds)
+    if curve:  # FID and precision/recall need the extractor: refused before any image is drawn
+        from nanogan.evaluate import check_extractor
+
+        check_extractor(("fid", "pr"), extractor)
     folder = output_folder(out, loaded.home)
     images = sampling.truncation_grid(loaded, seed_list, rows, label=class_,
                                       noise_mode=mode(noise_mode))
@@ -440,10 +444,11 @@ def score(
     out: Optional[Path] = typer.Option(None, help="Output JSON \\[default: scores.json next to the model]."),
 ):
     """Evaluation metrics of a model against a dataset, each with its protocol."""
-    from nanogan.evaluate import parse_metrics
+    from nanogan.evaluate import check_extractor, parse_metrics
 
     loaded = load(model_file)
     names = parse_metrics(metrics)  # before any data is opened
+    check_extractor(names, extractor)  # e.g. "is" on pixels: refused before the data is read
     loading.request(loaded, 1, label=class_, truncation=truncation)  # checked before the data
     options = loading.generate_options(loaded, mode(noise_mode))
     if per_class:

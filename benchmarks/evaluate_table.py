@@ -18,8 +18,10 @@ row's images the classifier puts in each class (`classes`; the rarest and common
 table).
 
 Scoring is slow (SWD sorts 1.3M descriptors per level): `--no-references` scores only the model
-files and `--append` adds the rows to those already in `--out`, so that rows can be scored as
-their models finish. Writes Markdown to stdout and JSON (with every protocol) to --out.
+files and `--append` merges the new rows into those already in `--out` (a row whose name is
+already there replaces it in place, so a model scored again or the references scored again do
+not appear twice), so that rows can be scored as their models finish. Writes Markdown to stdout
+and JSON (with every protocol) to --out.
 """
 
 from __future__ import annotations
@@ -94,6 +96,18 @@ def markdown(rows: list[dict], n: int) -> str:
     return "\n".join(lines)
 
 
+def merge(rows: list[dict], new: list[dict]) -> list[dict]:
+    """`rows` with each of `new` in place of the row of the same name, or appended after them."""
+    merged, where = list(rows), {r["name"]: i for i, r in enumerate(rows)}
+    for r in new:
+        where.setdefault(r["name"], len(merged))
+        if where[r["name"]] == len(merged):
+            merged.append(r)
+        else:
+            merged[where[r["name"]]] = r
+    return merged
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model_files", nargs="*", type=Path)
@@ -102,7 +116,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-references", action="store_true",
                         help="skip the floor, control and ceiling rows")
-    parser.add_argument("--append", action="store_true", help="add to the rows in --out")
+    parser.add_argument("--append", action="store_true",
+                        help="merge into the rows in --out (a row of the same name is replaced)")
     args = parser.parse_args()
     n = args.num_images
     if args.append and not args.out:
@@ -110,7 +125,7 @@ def main() -> None:
 
     test = open_dataset(None, split="test")
     reals = pick_real_images(test, n)
-    rows = json.loads(args.out.read_text()) if args.append and args.out.exists() else []
+    rows = []
     if not args.no_references:
         train = pick_real_images(open_dataset(None, split="train"), n)
         noise = torch.rand(n, 1, 32, 32, generator=torch.Generator().manual_seed(args.seed)) * 2 - 1
@@ -124,6 +139,8 @@ def main() -> None:
         model, images = generated(path, n, args.seed)
         rows.append(row(f"{model} `{path}`", images, reals, "test", test.name, args.seed))
         print(f"{path}: done", file=sys.stderr, flush=True)
+    if args.append and args.out.exists():
+        rows = merge(json.loads(args.out.read_text()), rows)
     print(markdown(rows, n))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

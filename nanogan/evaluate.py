@@ -171,6 +171,13 @@ def _loaded_extractor(name: str) -> Extractor:
                                   else "")) from None
 
 
+def check_extractor(metrics: Sequence[str], extractor: str) -> None:
+    """Raise MetricSetupError unless `extractor` exists, loads and serves `metrics` (the part of
+    `check_setup` that needs no data, for commands that check before they open a dataset)."""
+    if ON_FEATURES & set(metrics):
+        _load_extractor(extractor, metrics)
+
+
 def check_setup(metrics: Sequence[str], *, extractor: str, num_images: int, num_real: int,
                 resolution: int, channels: int) -> None:
     """Raise MetricSetupError unless `evaluate` can score `metrics` on `num_images` generated

@@ -354,6 +354,21 @@ def test_score_per_class_reports_the_classifier_accuracy_of_each_class(files, fo
           "classifier of the model's classes")
 
 
+def test_extractor_refusals_come_before_the_data_and_the_images(files, folder_data, tmp_path,
+                                                                monkeypatch):
+    """An extractor that cannot serve the metrics is refused before any data is opened (score)
+    or any image is written (truncation --curve)."""
+    monkeypatch.setattr(sample.sampling, "open_data",
+                        lambda *args: pytest.fail("the data was opened before the refusal"))
+    fails("score", files["stylegan2"], "--metrics", "is", "--extractor", "pixels", "--data",
+          folder_data, "--num-images", 4, match="is needs class probabilities; the 'pixels' "
+          "extractor has none")
+    fails("truncation", files["stylegan2"], "--curve", "--extractor", "pixel", "--data",
+          folder_data, "--out", tmp_path, match="unknown extractor 'pixel'; choose from "
+          "fashion, inception, pixels; did you mean 'pixels'?")
+    assert not (tmp_path / "truncation.png").exists()
+
+
 # ----------------------------------------------------------------- run folders and snapshots
 
 
