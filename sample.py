@@ -266,7 +266,7 @@ def truncation(
     if curve:  # FID and precision/recall need the extractor: refused before any image is drawn
         from nanogan.evaluate import check_extractor
 
-        check_extractor(("fid", "pr"), extractor)
+        check_extractor(sampling.CURVE_METRICS, extractor)
     folder = output_folder(out, loaded.home)
     images = sampling.truncation_grid(loaded, seed_list, rows, label=class_,
                                       noise_mode=mode(noise_mode))
@@ -448,7 +448,6 @@ def score(
 
     loaded = load(model_file)
     names = parse_metrics(metrics)  # before any data is opened
-    check_extractor(names, extractor)  # e.g. "is" on pixels: refused before the data is read
     loading.request(loaded, 1, label=class_, truncation=truncation)  # checked before the data
     options = loading.generate_options(loaded, mode(noise_mode))
     if per_class:
@@ -457,6 +456,7 @@ def score(
             raise sampling.SamplingError("extractor", "--per-class needs a classifier of the "
                                          "model's classes (fashion for Fashion-MNIST), not "
                                          "'pixels'")
+    check_extractor(names, extractor)  # e.g. "is" on pixels: refused before the data is read
     dataset, split = sampling.open_data(data_, split, loaded.cfg)
     with console.status(f"scoring {num_images} images"):
         results = sampling.evaluate_model(

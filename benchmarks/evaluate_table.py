@@ -20,7 +20,8 @@ table).
 Scoring is slow (SWD sorts 1.3M descriptors per level): `--no-references` scores only the model
 files and `--append` merges the new rows into those already in `--out` (a row whose name is
 already there replaces it in place, so a model scored again or the references scored again do
-not appear twice), so that rows can be scored as their models finish. Writes Markdown to stdout
+not appear twice; a model row's name holds its path as typed, so spell it the same way), so that
+rows can be scored as their models finish. Writes Markdown to stdout
 and JSON (with every protocol) to --out.
 """
 
@@ -125,6 +126,8 @@ def main() -> None:
 
     test = open_dataset(None, split="test")
     reals = pick_real_images(test, n)
+    if args.append and args.out.exists():
+        json.loads(args.out.read_text())  # a broken --out fails now, not after the scoring
     rows = []
     if not args.no_references:
         train = pick_real_images(open_dataset(None, split="train"), n)
@@ -139,7 +142,7 @@ def main() -> None:
         model, images = generated(path, n, args.seed)
         rows.append(row(f"{model} `{path}`", images, reals, "test", test.name, args.seed))
         print(f"{path}: done", file=sys.stderr, flush=True)
-    if args.append and args.out.exists():
+    if args.append and args.out.exists():  # read again: rows written meanwhile are kept
         rows = merge(json.loads(args.out.read_text()), rows)
     print(markdown(rows, n))
     if args.out:

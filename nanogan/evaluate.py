@@ -172,8 +172,9 @@ def _loaded_extractor(name: str) -> Extractor:
 
 
 def check_extractor(metrics: Sequence[str], extractor: str) -> None:
-    """Raise MetricSetupError unless `extractor` exists, loads and serves `metrics` (the part of
-    `check_setup` that needs no data, for commands that check before they open a dataset)."""
+    """Raise MetricSetupError unless `extractor` exists, loads and serves `metrics` (its classes
+    for the class-based ones): the extractor part of `check_setup`, for commands that check it
+    before they open a dataset. Image size and count are left to `check_setup`."""
     if ON_FEATURES & set(metrics):
         _load_extractor(extractor, metrics)
 

@@ -29,6 +29,8 @@ from nanogan.interpolate import key_path, lerp, slerp, smoothed_walk
 from nanogan.loading import Loaded, SamplingError
 from nanogan.randomness import derive_seed
 
+CURVE_METRICS = ("fid", "pr")  # what truncation_curve scores at each value
+
 Spec = models.ModelSpec
 MAX_SEED = 2**64 - 1  # torch.Generator.manual_seed takes seeds in [0, 2^64)
 SINGULAR = {"seeds": "seed", "classes": "class", "indices": "index", "row seeds": "row seed",
@@ -266,8 +268,8 @@ def truncation_curve(spec: Spec, G: torch.nn.Module, cfg: Any, values: list[floa
     rows, protocol = [], {}
     for value in values:
         progress(value)
-        scores = evaluate_model(spec, G, cfg, ["fid", "pr"], dataset, split, truncation=value,
-                                **evaluation)
+        scores = evaluate_model(spec, G, cfg, list(CURVE_METRICS), dataset, split,
+                                truncation=value, **evaluation)
         rows.append({"truncation": value, **flat_values(scores)})
         protocol = protocol or next(iter(scores.values())).to_dict()
     return rows, protocol

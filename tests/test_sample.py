@@ -367,6 +367,10 @@ def test_extractor_refusals_come_before_the_data_and_the_images(files, folder_da
           folder_data, "--out", tmp_path, match="unknown extractor 'pixel'; choose from "
           "fashion, inception, pixels; did you mean 'pixels'?")
     assert not (tmp_path / "truncation.png").exists()
+    monkeypatch.undo()  # an extractor that serves the curve's metrics is accepted
+    ok("truncation", files["stylegan2"], "--curve", "--extractor", "pixels", "--curve-values",
+       "1", "--data", folder_data, "--num-images", 8, "--out", tmp_path, "--seeds", "0-1")
+    assert (tmp_path / "truncation-curve.csv").exists()
 
 
 # ----------------------------------------------------------------- run folders and snapshots
