@@ -11,7 +11,8 @@ phases some must be bf16 (so the test can tell autocast on from off). Leave the 
 and the penalty half fails.
 
 fp16 goes through the same code, but Accelerate enables fp16 autocast only on GPUs (on a CPU it
-quietly trains in fp32, which train.py refuses); its penalties are checked by tests/test_cuda.py.
+quietly trains in fp32, which train.py refuses): its variant of the test is marked `cuda` and
+skipped without a GPU; tests/test_cuda.py checks the penalties' fp16 accuracy.
 """
 
 from __future__ import annotations
@@ -72,24 +73,38 @@ def recipe_as_train_builds_it(model: str, precision: str, **overrides):
     return trainer.build_recipe(module, cfg, accelerator, seed=0)
 
 
-@pytest.mark.parametrize("model", ["stylegan2", "progan"])
-def test_penalties_run_in_fp32_under_bf16_on_train_pys_path(model, monkeypatch):
-    """Under bf16 the main phases compute in bf16 and R1, path length and the GP in fp32."""
+def check_penalties_in_fp32(model: str, precision: str, half: torch.dtype, monkeypatch) -> None:
+    """Two steps of the recipe train.py builds: some main-phase activation in `half`, every
+    activation inside a penalty fp32, finite losses, the penalty logged."""
     every_step = {"r1_interval": 1, "pl_interval": 1} if model == "stylegan2" else {}
-    r = recipe_as_train_builds_it(model, "bf16", **every_step)
+    r = recipe_as_train_builds_it(model, precision, **every_step)
     record = Recorder(unwrap(r.G), unwrap(r.D))
     if model == "stylegan2":
         monkeypatch.setattr(r, "r1", record.wrap(r.r1))
         monkeypatch.setattr(r, "path_lengths", record.wrap(r.path_lengths))
     else:
         monkeypatch.setattr(progan, "gradient_penalty", record.wrap(progan.gradient_penalty))
-    for _ in range(2):
-        stats = r.train_step(*data(r, r.step))
-    assert torch.bfloat16 in record.seen["main"], record.seen
+    for _ in range(2):  # train.py's loader puts the batch on the device (Accelerate's prepare)
+        stats = r.train_step(*(t.to(r.device) for t in data(r, r.step)))
+    assert half in record.seen["main"], record.seen
     assert record.seen["penalty"] == {torch.float32}, record.seen
     assert all(torch.isfinite(v) for v in stats.values())
     penalty = "r1" if model == "stylegan2" else "gp"
     assert penalty in stats
+
+
+@pytest.mark.parametrize("model", ["stylegan2", "progan"])
+def test_penalties_run_in_fp32_under_bf16_on_train_pys_path(model, monkeypatch):
+    """Under bf16 the main phases compute in bf16 and R1, path length and the GP in fp32."""
+    check_penalties_in_fp32(model, "bf16", torch.bfloat16, monkeypatch)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("model", ["stylegan2", "progan"])
+def test_penalties_run_in_fp32_under_fp16_on_train_pys_path(model, monkeypatch):
+    """Under fp16 (GPUs only: Accelerate's autocast and GradScaler) the same split as bf16."""
+    check_penalties_in_fp32(model, "fp16", torch.float16, monkeypatch)
 
 
 def test_accelerates_own_precision_setting_is_honoured(monkeypatch):

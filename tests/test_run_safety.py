@@ -465,3 +465,40 @@ def test_torchrun_restarts_a_killed_group_and_ends_exactly(folder, plain_env, tm
     assert_same_state(whole / "checkpoint.safetensors", killed / "checkpoint.safetensors")
     if not all(exited):
         raise WorkersHungAtExit("training finished and saved, but a worker never exited")
+
+
+def test_a_checkpoint_missing_on_another_node_is_refused(tmp_path, monkeypatch):
+    """On several nodes every process reads rank 0's checkpoint: one that is not on this node's
+    disk is refused with the shared-filesystem requirement; on one node the missing file is left
+    to the ordinary resume errors."""
+    missing = tmp_path / "checkpoint.safetensors"
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # two nodes of two processes
+    with pytest.raises(checkpoint.CheckpointError, match="must be on a filesystem they share"):
+        script._check_shared(missing)
+    missing.write_bytes(b"")
+    script._check_shared(missing)  # present: fine
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")  # one node
+    script._check_shared(tmp_path / "other.safetensors")
+
+
+def test_processes_that_found_different_checkpoints_are_stopped(tmp_path):
+    """Each process reads its own disk: if they found different steps (or some none), the run
+    stops before training instead of diverging silently."""
+    class Gathers:  # accelerator.gather on a 3-process run: this process's step, then the others'
+        device = torch.device("cpu")
+
+        def __init__(self, *others):
+            self.others = others
+
+        def gather(self, t):
+            return torch.cat([t, torch.tensor(self.others)])
+
+    run = SimpleNamespace(state={"progress": {"step": 40}}, out=tmp_path)
+    script.check_same_start(run, Gathers(40, 40))
+    with pytest.raises(checkpoint.CheckpointError, match=r"steps \[40, 40, -1\]; -1: none"):
+        script.check_same_start(run, Gathers(40, -1))
+    fresh = SimpleNamespace(state=None, out=tmp_path)
+    script.check_same_start(fresh, Gathers(-1, -1))
+    with pytest.raises(checkpoint.CheckpointError, match=r"steps \[-1, 40, 40\]"):
+        script.check_same_start(fresh, Gathers(40, 40))

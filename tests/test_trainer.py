@@ -285,3 +285,29 @@ def test_rollback_reloads_the_checkpoint_with_new_seeds(folder, env, tmp_path):
     seeds = [e["seed"] for e in events if e.get("event") == "rollback"]
     assert len(seeds) == 3 and len(set(seeds)) == 3
     assert "rolled back to kimg 0.03" in said(done)
+
+
+def test_fast_kernels_only_on_cuda(monkeypatch):
+    """use_fast_kernels turns on TF32 (matmul, cuDNN) and cuDNN autotuning for a CUDA device and
+    leaves a CPU run's flags alone (setting the flags needs no GPU)."""
+    flags = [(torch.backends.cuda.matmul, "allow_tf32"), (torch.backends.cudnn, "allow_tf32"),
+             (torch.backends.cudnn, "benchmark")]
+    for owner, name in flags:  # restored after the test
+        monkeypatch.setattr(owner, name, False)
+    trainer.use_fast_kernels(torch.device("cpu"))
+    assert [getattr(owner, name) for owner, name in flags] == [False, False, False]
+    trainer.use_fast_kernels(torch.device("cuda", 0))
+    assert [getattr(owner, name) for owner, name in flags] == [True, True, True]
+
+
+def test_default_workers_per_device(monkeypatch):
+    """No loader processes on a CPU (the cores train); on an accelerator 1 to 4 per process,
+    sharing the cores among the processes of a node."""
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    assert trainer.default_workers(torch.device("cpu"), 1) == 0
+    assert trainer.default_workers(torch.device("cuda", 0), 1) == 4  # capped at 4
+    assert trainer.default_workers(torch.device("cuda", 0), 4) == 3  # 16 // 4 − 1
+    assert trainer.default_workers(torch.device("cuda", 0), 8) == 1  # 16 // 8 − 1
+    assert trainer.default_workers(torch.device("cuda", 0), 32) == 1  # at least one
+    monkeypatch.setattr(os, "cpu_count", lambda: None)  # unknown: counted as 2
+    assert trainer.default_workers(torch.device("cuda", 0), 1) == 1
