@@ -341,9 +341,33 @@ def main() -> int:
         print(f"stopped by {why}; wrote {target}", flush=True)
         return 1
     report["complete"] = True
+    report["failed"] = failures(report)
     save()
     print(f"wrote {target} after {report['seconds']} s", flush=True)
+    if report["failed"]:
+        print(f"gpu_check: {len(report['failed'])} step(s) failed: "
+              f"{'; '.join(report['failed'])}", flush=True)
+        return 1
     return 0
+
+
+def failures(report: dict) -> list[str]:
+    """The steps that failed: the cuda tests, a benchmark row or the modconv suite with a
+    non-zero status, a training run that ended other than by itself (0) or by the check's SIGINT
+    (130). Steps skipped for time are not failures; they are listed under "skipped"."""
+    failed = []
+    tests = report["steps"].get("tests")
+    if tests is not None and tests["rc"] != 0:
+        failed.append(f"pytest -m cuda (rc {tests['rc']})")
+    failed += [f"bench {b['name']} {b['precision']} {b['modconv']} {b['layout']} (rc {b['rc']})"
+               for b in report["bench"] if b["rc"] != 0 or b["result"] is None]
+    modconv = report.get("modconv")
+    if isinstance(modconv, dict) and "rc" in modconv:  # the suite wrote no JSON
+        failed.append(f"modconv suite (rc {modconv['rc']})")
+    failed += [f"train {model} (rc {r['rc']})"
+               for model, r in report.get("train", {}).get("runs", {}).items()
+               if r["rc"] not in (0, 130)]
+    return failed
 
 
 def run_steps(steps: list[dict], report: dict, save, began: float, cuda: bool,

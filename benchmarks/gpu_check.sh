@@ -4,7 +4,9 @@
 # written to one JSON ($OUT/gpu_check.json, else benchmarks/results/gpu_check.json). Without
 # CUDA it says so and exits 0 after a CPU dry run of the same steps at tiny sizes (under a
 # minute). The JSON is rewritten after every step, so a run cut short still reports; the time
-# plan (every step's timeout, required steps first) is in gpu_check.py's docstring.
+# plan (every step's timeout, required steps first) is in gpu_check.py's docstring. The exit
+# status is 1 when a step failed (a cuda test, a benchmark row, a training run; listed under
+# "failed" in the JSON), on a GPU or in the dry run; steps skipped for time do not count.
 #
 #   bash benchmarks/gpu_check.sh
 #
