@@ -354,19 +354,23 @@ def main() -> int:
 def failures(report: dict) -> list[str]:
     """The steps that failed: the cuda tests, a benchmark row or the modconv suite with a
     non-zero status, a training run that ended other than by itself (0) or by the check's SIGINT
-    (130). Steps skipped for time are not failures; they are listed under "skipped"."""
+    (130), or that logged no tick before it ended. Steps skipped for time are not failures; they
+    are listed under "skipped"."""
     failed = []
     tests = report["steps"].get("tests")
     if tests is not None and tests["rc"] != 0:
         failed.append(f"pytest -m cuda (rc {tests['rc']})")
-    failed += [f"bench {b['name']} {b['precision']} {b['modconv']} {b['layout']} (rc {b['rc']})"
+    failed += [f"bench {b['name']} {b['precision']} {b['modconv']} {b['layout']} "
+               + (f"(rc {b['rc']})" if b["rc"] != 0 else "(no result)")
                for b in report["bench"] if b["rc"] != 0 or b["result"] is None]
     modconv = report.get("modconv")
     if isinstance(modconv, dict) and "rc" in modconv:  # the suite wrote no JSON
         failed.append(f"modconv suite (rc {modconv['rc']})")
-    failed += [f"train {model} (rc {r['rc']})"
-               for model, r in report.get("train", {}).get("runs", {}).items()
-               if r["rc"] not in (0, 130)]
+    for model, r in report.get("train", {}).get("runs", {}).items():
+        if r["rc"] not in (0, 130):
+            failed.append(f"train {model} (rc {r['rc']})")
+        elif not r.get("ticks"):  # stopped (or typer's 130) before its first logged tick
+            failed.append(f"train {model} (no tick logged: stopped before it trained)")
     return failed
 
 

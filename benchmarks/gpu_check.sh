@@ -6,7 +6,8 @@
 # minute). The JSON is rewritten after every step, so a run cut short still reports; the time
 # plan (every step's timeout, required steps first) is in gpu_check.py's docstring. The exit
 # status is 1 when a step failed (a cuda test, a benchmark row, a training run; listed under
-# "failed" in the JSON), on a GPU or in the dry run; steps skipped for time do not count.
+# "failed" in the JSON), on a GPU or in the dry run; steps skipped for time do not count. The
+# dry run's 10-s trainings and 60-s test collection can fail on a heavily loaded machine.
 #
 #   bash benchmarks/gpu_check.sh
 #

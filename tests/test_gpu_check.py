@@ -154,7 +154,7 @@ def test_report_is_replaced_whole_and_rows_are_found_after_trailing_output(tmp_p
 def test_failures_name_every_failed_step_and_only_those():
     """The check exits 1 when a step failed: the cuda tests, a benchmark row (a status or no
     result), the modconv suite without its JSON, a training run not ended by itself or by the
-    check's SIGINT (130); a clean report has none."""
+    check's SIGINT (130) or ended before its first tick; a clean report has none."""
     from benchmarks.gpu_check import failures
 
     def bench(name, rc, result):
@@ -163,14 +163,17 @@ def test_failures_name_every_failed_step_and_only_those():
 
     clean = {"steps": {"tests": {"rc": 0}}, "bench": [bench("sg2", 0, {"s_per_kimg": 1.0})],
              "modconv": [{"shape": "x"}],
-             "train": {"runs": {"stylegan2": {"rc": 130}, "progan": {"rc": 0}}}}
+             "train": {"runs": {"stylegan2": {"rc": 130, "ticks": 5},
+                                "progan": {"rc": 0, "ticks": 7}}}}
     assert failures(clean) == []
     assert failures({"steps": {}, "bench": []}) == []  # nothing ran yet: nothing failed
     broken = {"steps": {"tests": {"rc": 1}},
               "bench": [bench("sg2", 0, {"s_per_kimg": 1.0}), bench("bg", -9, None),
                         bench("sg2-128", 0, None)],
               "modconv": {"rc": 1, "seconds": 3.0},
-              "train": {"runs": {"stylegan2": {"rc": 130}, "biggan": {"rc": 1}}}}
+              "train": {"runs": {"stylegan2": {"rc": 130, "ticks": 5}, "biggan": {"rc": 1},
+                                 "progan": {"rc": 130, "error": "no log at x"}}}}
     assert failures(broken) == ["pytest -m cuda (rc 1)", "bench bg bf16 auto nchw (rc -9)",
-                                "bench sg2-128 bf16 auto nchw (rc 0)", "modconv suite (rc 1)",
-                                "train biggan (rc 1)"]
+                                "bench sg2-128 bf16 auto nchw (no result)",
+                                "modconv suite (rc 1)", "train biggan (rc 1)",
+                                "train progan (no tick logged: stopped before it trained)"]
