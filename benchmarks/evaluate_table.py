@@ -101,11 +101,11 @@ def merge(rows: list[dict], new: list[dict]) -> list[dict]:
     """`rows` with each of `new` in place of the row of the same name, or appended after them."""
     merged, where = list(rows), {r["name"]: i for i, r in enumerate(rows)}
     for r in new:
-        where.setdefault(r["name"], len(merged))
-        if where[r["name"]] == len(merged):
-            merged.append(r)
-        else:
+        if r["name"] in where:
             merged[where[r["name"]]] = r
+        else:
+            where[r["name"]] = len(merged)
+            merged.append(r)
     return merged
 
 

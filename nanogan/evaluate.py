@@ -156,6 +156,11 @@ def _load_extractor(name: str, metrics: Sequence[str] = ()) -> Extractor:
     return model
 
 
+def _extractor_for(metrics: Sequence[str], name: str) -> Extractor | None:
+    """The extractor `name` checked against `metrics`, or None when no metric uses features."""
+    return _load_extractor(name, metrics) if ON_FEATURES & set(metrics) else None
+
+
 def _loaded_extractor(name: str) -> Extractor:
     if name not in EXTRACTORS:
         close = difflib.get_close_matches(name, EXTRACTORS, n=1)
@@ -175,8 +180,7 @@ def check_extractor(metrics: Sequence[str], extractor: str) -> None:
     """Raise MetricSetupError unless `extractor` exists, loads and serves `metrics` (its classes
     for the class-based ones): the extractor part of `check_setup`, for commands that check it
     before they open a dataset. Image size and count are left to `check_setup`."""
-    if ON_FEATURES & set(metrics):
-        _load_extractor(extractor, metrics)
+    _extractor_for(metrics, extractor)
 
 
 def check_setup(metrics: Sequence[str], *, extractor: str, num_images: int, num_real: int,
@@ -211,9 +215,9 @@ def check_setup(metrics: Sequence[str], *, extractor: str, num_images: int, num_
         raise MetricSetupError(f"swd halves {resolution}×{resolution} images {levels - 1} times "
                                f"down to 16 pixels; use a size divisible by {2 ** (levels - 1)} "
                                "(a power of two)")
-    if not ON_FEATURES & set(metrics):
+    model = _extractor_for(metrics, extractor)
+    if model is None:
         return
-    model = _load_extractor(extractor, metrics)
     if model.resolution is not None and resolution != model.resolution:
         raise MetricSetupError(f"extractor {extractor!r} takes {model.resolution}×"
                                f"{model.resolution} images, these are {resolution}×"
@@ -366,8 +370,8 @@ def evaluate(metrics: Sequence[str], *, generate: Callable[[int, torch.Generator
     agree = functools.partial(_agree, world=world, device=device, gather=gather)
     collect = functools.partial(_collect, shares=shares, gather=gather)
     indices = _real_indices(len(dataset), num_images)  # before any work: enough real images?
-    model = (_load_extractor(extractor, metrics).to(device)  # before any image is drawn
-             if ON_FEATURES & set(metrics) else None)
+    model = _extractor_for(metrics, extractor)  # before any image is drawn
+    model = model.to(device) if model is not None else None
     name = dataset_name or getattr(dataset, "name", None) or "images"
     protocol = Protocol(extractor, num_images, split, model.resize if model else None, name)
 
@@ -490,7 +494,7 @@ def evaluate_images(metrics: Sequence[str], fake_images: torch.Tensor, real_imag
         raise ValueError(f"the sets must have the same size, got {len(fake_images)} and "
                          f"{len(real_images)}")
     fakes, reals = as_saved(fake_images), as_saved(real_images)
-    model = _load_extractor(extractor, metrics) if ON_FEATURES & set(metrics) else None
+    model = _extractor_for(metrics, extractor)
     protocol = Protocol(extractor, len(fakes), split, model.resize if model else None, dataset)
     fake = extract(model, fakes, batch_size=batch_size) if model is not None else None
     real = functools.cache(lambda: extract(model, reals, batch_size=batch_size))

@@ -25,8 +25,7 @@ def inception_score(probs: torch.Tensor, *, splits: int = 10) -> tuple[float, fl
     """Mean and std over `splits` consecutive parts of exp(mean KL(p(y|x) ‖ p(y)))."""
     if probs.dim() != 2 or probs.shape[1] < 1 or not 1 <= splits <= probs.shape[0]:
         raise ValueError(f"need probs (n, k) with k >= 1 and 1 <= splits <= n, got "
-                         f"{tuple(probs.shape)} and "
-                         f"splits = {splits}")
+                         f"{tuple(probs.shape)} and splits = {splits}")
     p = probs.double()
     if (p < 0).any() or not torch.allclose(p.sum(1), torch.ones_like(p[:, 0]), atol=1e-4):
         raise ValueError("probs must be class probabilities: non-negative rows that sum to 1")

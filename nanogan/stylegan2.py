@@ -139,10 +139,11 @@ class Config:
 
 PRESETS = {
     # 32×32 Fashion-MNIST in under 30 minutes on 2 CPU cores (85 kimg at ~50 img/s: 28.7 min):
-    # 64 channels at every resolution, the paper's mapping and optimizer. Batch 16: a CPU shows as many images per second as at 32 but takes
-    # twice the steps, and in equal time short runs reached garment shapes sooner. γ = 0.1: the
-    # best γ grows with the resolution (StyleGAN2-ADA's heuristic 0.0002·r²/batch gives 6.6 at
-    # 1024² and batch 32, 0.01 at 32² and batch 16); 0.1 errs on the regularized side. EMA:
+    # 64 channels at every resolution, the paper's mapping and optimizer. Batch 16: a CPU shows
+    # as many images per second as at 32 but takes twice the steps, and in equal time short runs
+    # reached garment shapes sooner. γ = 0.1: the best γ grows with the resolution
+    # (StyleGAN2-ADA's heuristic 0.0002·r²/batch gives 6.6 at 1024² and batch 32, 0.01 at 32²
+    # and batch 16); 0.1 errs on the regularized side. EMA:
     # half-life 5% of the images seen (ADA's ramp-up), at most 5 kimg, instead of the 10 kimg
     # that suits a 25 000 kimg run.
     "tiny": Config(resolution=32, channels=1, channel_base=2048, channel_max=64, batch_size=16,
