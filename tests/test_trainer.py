@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from test_train import env, folder, run_args, said, train  # noqa: F401
 
 from nanogan import models, runs, trainer
+from nanogan.data import InfiniteSampler
 from nanogan.trainer import Display, Options, StopFlag, Trainer, finish
 
 BATCH = 4
@@ -311,3 +312,25 @@ def test_default_workers_per_device(monkeypatch):
     assert trainer.default_workers(torch.device("cuda", 0), 32) == 1  # at least one
     monkeypatch.setattr(os, "cpu_count", lambda: None)  # unknown: counted as 2
     assert trainer.default_workers(torch.device("cuda", 0), 1) == 1
+
+
+@pytest.mark.parametrize("device, workers, pinned", [("cpu", 0, False), ("cuda", 2, True)])
+def test_the_data_stream_pins_memory_on_cuda_and_resumes_at_the_step(device, workers, pinned):
+    """data_stream builds its loader for the device — pinned host memory (for asynchronous
+    copies) and worker processes kept alive only on CUDA — and starts where the step counter
+    says: step t of a run with batch b reads the sampler's stream from index t·b. The loader is
+    inspected, not iterated, so no GPU is needed."""
+    dataset = torch.utils.data.TensorDataset(torch.arange(40.0))
+    prepared = []
+    accelerator = SimpleNamespace(device=torch.device(device),
+                                  prepare_data_loader=lambda l: prepared.append(l) or [])
+    recipe = SimpleNamespace(batch_per_step=8, seed=5, step=3)
+    trainer.data_stream(dataset, recipe, accelerator, workers)
+    (loader,) = prepared
+    assert (loader.pin_memory, loader.num_workers, loader.persistent_workers) == (
+        pinned, workers, workers > 0)
+    assert loader.batch_size == 8 and loader.drop_last
+    resumed, from_start = iter(loader.sampler), iter(InfiniteSampler(40, seed=5))
+    for _ in range(3 * 8):  # the three steps already taken
+        next(from_start)
+    assert [next(resumed) for _ in range(50)] == [next(from_start) for _ in range(50)]
