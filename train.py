@@ -26,9 +26,10 @@ from pathlib import Path
 from typing import List, Optional
 
 import torch
+import torch.distributed as dist
 import typer
 from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
-from accelerate.utils import ProjectConfiguration
+from accelerate.utils import DistributedType, ProjectConfiguration
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
@@ -157,6 +158,11 @@ def _several_nodes() -> bool:
     return world > int(os.environ.get("LOCAL_WORLD_SIZE", world))
 
 
+def _processes_per_node(world: int) -> int:
+    """The training processes on this machine (torchrun and accelerate launch say so), else all."""
+    return int(os.environ.get("LOCAL_WORLD_SIZE", world))
+
+
 def _check_shared(path: Path) -> None:
     if not path.exists() and _several_nodes():
         raise checkpoint.CheckpointError(
@@ -235,6 +241,35 @@ def make_accelerator(module, precision: str = "no", *, report_to: tuple[str, ...
                                                   non_blocking=torch.cuda.is_available()),
         kwargs_handlers=[DistributedDataParallelKwargs(
             find_unused_parameters=module.FIND_UNUSED_PARAMETERS, broadcast_buffers=False)])
+
+
+def connect_processes(accelerator: Accelerator) -> None:
+    """A process group for the models' own reductions, or a refusal, before any work starts.
+
+    Cross-replica BatchNorm (BigGAN), StyleGAN2's w̄ and path-length mean and ADA's counts are
+    reduced over processes with torch.distributed. Accelerate starts its process group on GPUs
+    and CPUs but not on a TPU, where these reductions would silently do nothing and every
+    replica would train with its own statistics: there, XLA's backend is started the way
+    torch_xla documents it. Anywhere else several processes without a group are refused.
+    bf16 on a TPU is refused too: Accelerate sets XLA_USE_BF16=1, which stores every tensor
+    in bf16, the fp32 penalties included."""
+    xla = accelerator.distributed_type == DistributedType.XLA
+    if xla and accelerator.mixed_precision == "bf16":
+        raise typer.BadParameter(
+            "bf16 on a TPU makes every tensor bf16 (Accelerate sets XLA_USE_BF16=1), the R1, "
+            "path-length and gradient penalties included; train in fp32 (--precision no: XLA "
+            "already multiplies fp32 matrices in bf16 passes on a TPU by default)",
+            param_hint="--precision")
+    if accelerator.num_processes == 1 or dist.is_initialized():
+        return
+    if xla:
+        import torch_xla.distributed.xla_backend  # noqa: F401  (registers the "xla" backend)
+        dist.init_process_group("xla", init_method="xla://")
+    else:
+        raise RuntimeError(
+            f"{accelerator.num_processes} processes ({accelerator.distributed_type}) but no "
+            "torch.distributed process group: the models' statistics would not be shared. "
+            "Launch with torchrun or accelerate launch")
 
 
 # ---------------------------------------------------------------------------- display
@@ -395,13 +430,14 @@ def main(
                                  f"{run.out} or choose another --out", param_hint="--out")
 
     accelerator = make_accelerator(run.module, run.precision, report_to=trackers, out=run.out)
+    connect_processes(accelerator)
     recipe = build(run, accelerator, dataset, grad_accum)
     options = Options(**measured, metric_names=metric_names, metrics_images=metrics_images,
                       extractor=extractor, on_nonfinite=on_nonfinite.value, log_every=log_every,
                       grid_kimg=grid_kimg, snapshot_kimg=snapshot_kimg, metrics_kimg=metrics_kimg,
                       keep_snapshots=keep_snapshots,
-                      workers=default_workers(accelerator.device, accelerator.num_processes)
-                      if workers is None else workers)
+                      workers=default_workers(accelerator.device, _processes_per_node(
+                          accelerator.num_processes)) if workers is None else workers)
     begin(run, accelerator, dataset, recipe, grad_accum, trackers)
     trainer = Trainer(run, recipe, accelerator, dataset, options, RichDisplay())
     if accelerator.is_main_process:

@@ -241,8 +241,9 @@ class Recipe:
         unwrap(self.G).load_state_dict(state["G"])
         unwrap(self.D).load_state_dict(state["D"])
         self.G_ema.load_state_dict(state["G_ema"])
-        self.opt_G.load_state_dict(state["opt_G"])
-        self.opt_D.load_state_dict(state["opt_D"])
+        for opt, key in ((self.opt_G, "opt_G"), (self.opt_D, "opt_D")):
+            opt.load_state_dict(state[key])
+            step_counts_on_host(opt)
         progress = state["progress"]
         self.step, self.images_seen = progress["step"], progress["images_seen"]
         self.seed = progress["seed"]
@@ -250,6 +251,24 @@ class Recipe:
         self.load_extra_state(extra)
         if self.ada is not None and "ada" in extra:  # else (a run without ADA before): p = 0
             self.ada.load_state_dict(extra["ada"])
+
+
+def step_counts_on_host(opt: torch.optim.Optimizer) -> None:
+    """Adam's step counts back on the CPU where a loaded state put them on the device.
+
+    torch's Adam (neither `capturable` nor `fused`) keeps each parameter's step count as a CPU
+    tensor and reads it as a number in every update; a count on the GPU or TPU makes that read a
+    device sync per parameter, every step. A fresh optimizer has its counts on the CPU, but a
+    loaded state does not stay there: Accelerate's `prepare` moves an optimizer's whole state to
+    the device, and on XLA so does its `load_state_dict`. Called after both (build_recipe,
+    Recipe.load_state_dict); tested in test_trainer.py on train.py's path."""
+    for group in opt.param_groups:
+        if group.get("capturable") or group.get("fused"):
+            continue  # these count on the device by design
+        for p in group["params"]:
+            step = opt.state.get(p, {}).get("step")
+            if isinstance(step, torch.Tensor) and step.device.type != "cpu":
+                opt.state[p]["step"] = step.cpu()
 
 
 def reset_optimizer(opt: torch.optim.Optimizer) -> None:

@@ -6,7 +6,8 @@ public methods only (`prepare`, `backward`, `autocast`, `reduce`, `gather`, `log
 
 One step is `recipe.train_step(reals, labels)` on this process's share of the global batch; it
 returns device tensors and the loop adds them up without reading them, so a step never waits
-for the device. Every `log_every` steps (and at a snapshot, and at the end) a tick averages each
+for the device (except in fp16, where the GradScaler reads its overflow check at every
+optimizer step). Every `log_every` steps (and at a snapshot, and at the end) a tick averages each
 logged number over the steps that produced it (one all-reduce and one host read per tick),
 stops on a NaN/inf before anything is saved (or rolls back to the last checkpoint with a new
 seed), writes one log record and checks for a stop request. Grids, numbered snapshots and
@@ -42,7 +43,7 @@ from nanogan import checkpoint, evaluate, models
 from nanogan.data import InfiniteSampler, to_float
 from nanogan.images import save_grid, save_image
 from nanogan.randomness import derive_seed
-from nanogan.recipe import unwrap
+from nanogan.recipe import step_counts_on_host, unwrap
 from nanogan.runs import CHECKPOINT, MODEL, Run, add_snapshot, prune_snapshots
 
 ON_NONFINITE = ("stop", "rollback")
@@ -150,6 +151,8 @@ def build_recipe(module, cfg, accelerator, *, seed: int = 0, state=None, grad_ac
         recipe.G, recipe.D, recipe.opt_G, recipe.opt_D)
     for net in (recipe.G, recipe.D):
         accelerator.unwrap_model(net, keep_fp32_wrapper=False)
+    for opt in (recipe.opt_G, recipe.opt_D):  # prepare moved a loaded state to the device
+        step_counts_on_host(opt)
     recipe.G_ema.to(accelerator.device)
     return recipe
 
@@ -165,9 +168,12 @@ def data_stream(dataset, recipe, accelerator, workers: int):
     return iter(accelerator.prepare_data_loader(loader))
 
 
-def default_workers(device: torch.device, world: int) -> int:
-    """0 on a CPU (the cores train); on an accelerator up to 4 loader processes per process."""
-    return 0 if device.type == "cpu" else max(1, min(4, (os.cpu_count() or 2) // max(world, 1) - 1))
+def default_workers(device: torch.device, local_processes: int) -> int:
+    """0 on a CPU (the cores train); on an accelerator up to 4 loader processes per process,
+    sharing this node's cores with the `local_processes` training processes on it."""
+    if device.type == "cpu":
+        return 0
+    return max(1, min(4, (os.cpu_count() or 2) // max(local_processes, 1) - 1))
 
 
 # ---------------------------------------------------------------------------- the loop

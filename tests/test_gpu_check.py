@@ -177,3 +177,40 @@ def test_failures_name_every_failed_step_and_only_those():
                                 "bench sg2-128 bf16 auto nchw (no result)",
                                 "modconv suite (rc 1)", "train biggan (rc 1)",
                                 "train progan (no tick logged: stopped before it trained)"]
+
+
+@pytest.mark.parametrize("cuda", [True, False])
+def test_training_runs_are_ended_by_the_checks_sigint_never_by_their_kimg(tmp_path, monkeypatch,
+                                                                          cuda):
+    """A run that reaches its kimg just before the check's SIGINT has restored the default
+    handler on its way out and dies of the signal (rc −2), a failure that depends on timing. So
+    every run is told a kimg it cannot reach (over 100× its preset's) and all are SIGINTed; the
+    runs are faked (a process that exits 130 on SIGINT, as train.py does)."""
+    import signal
+
+    import benchmarks.gpu_check as gpu_check
+    from nanogan import models
+
+    class Run:
+        rc = None
+
+        def poll(self):
+            return self.rc
+
+        def send_signal(self, sig):
+            self.rc = 130 if sig == signal.SIGINT else -sig
+
+    commands = {}
+
+    def start(cmd, log, env=None):
+        log.write_text("")
+        commands[cmd[cmd.index("--model") + 1]] = cmd
+        return Run()
+
+    monkeypatch.setattr(gpu_check, "start", start)
+    monkeypatch.setattr(gpu_check, "finish", lambda proc, timeout: proc.rc)
+    runs = gpu_check.train_all(tmp_path, "fashion-mnist", 0.2, cuda)
+    assert set(commands) == set(runs) == set(gpu_check.MODELS)
+    for model, cmd in commands.items():
+        assert float(cmd[cmd.index("--kimg") + 1]) > 100 * models.MODELS[model].PRESETS["tiny"].kimg
+        assert runs[model]["rc"] == 130

@@ -502,3 +502,40 @@ def test_processes_that_found_different_checkpoints_are_stopped(tmp_path):
     script.check_same_start(fresh, Gathers(-1, -1))
     with pytest.raises(checkpoint.CheckpointError, match=r"steps \[-1, 40, 40\]"):
         script.check_same_start(fresh, Gathers(40, 40))
+
+
+def test_processes_share_a_process_group_or_the_run_is_refused(monkeypatch):
+    """The models reduce their statistics with torch.distributed. Accelerate starts no group on
+    a TPU: there train.py starts XLA's ("xla", init_method "xla://", after importing the module
+    that registers the backend); several processes without a group anywhere else are refused;
+    one process needs none; and bf16 on a TPU, where Accelerate makes every tensor bf16, is
+    refused before anything starts. (The accelerator and torch_xla are faked: no TPU here.)"""
+    from accelerate.utils import DistributedType
+    import typer
+
+    started = []
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: False)
+    monkeypatch.setattr(torch.distributed, "init_process_group",
+                        lambda *a, **k: started.append((a, k)))
+    xla_backend = SimpleNamespace(registered="xla")  # what the import brings in
+    for name, module in (("torch_xla", SimpleNamespace()),
+                         ("torch_xla.distributed", SimpleNamespace(xla_backend=xla_backend)),
+                         ("torch_xla.distributed.xla_backend", xla_backend)):
+        monkeypatch.setitem(sys.modules, name, module)
+
+    def accelerator(kind, processes, precision="no"):
+        return SimpleNamespace(distributed_type=kind, num_processes=processes,
+                               mixed_precision=precision)
+
+    script.connect_processes(accelerator(DistributedType.XLA, 8))
+    assert started == [(("xla",), {"init_method": "xla://"})]
+    with pytest.raises(RuntimeError, match="2 processes .* but no torch.distributed process group"):
+        script.connect_processes(accelerator(DistributedType.MULTI_CPU, 2))
+    script.connect_processes(accelerator(DistributedType.NO, 1))
+    script.connect_processes(accelerator(DistributedType.XLA, 1))
+    assert len(started) == 1
+    with pytest.raises(typer.BadParameter, match="XLA_USE_BF16.*--precision no"):
+        script.connect_processes(accelerator(DistributedType.XLA, 8, "bf16"))
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)  # torchrun's group
+    script.connect_processes(accelerator(DistributedType.MULTI_GPU, 8, "bf16"))
+    assert len(started) == 1

@@ -21,6 +21,8 @@ import pytest
 import torch
 from hypothesis import example, given
 from hypothesis import strategies as st
+from test_distributed import _train_module
+from test_recipe import SMALL, data, small_recipe
 from test_train import env, folder, run_args, said, train  # noqa: F401
 
 from nanogan import models, runs, trainer
@@ -303,7 +305,8 @@ def test_fast_kernels_only_on_cuda(monkeypatch):
 
 def test_default_workers_per_device(monkeypatch):
     """No loader processes on a CPU (the cores train); on an accelerator 1 to 4 per process,
-    sharing the cores among the processes of a node."""
+    sharing the cores among the processes of a node — the node's, not the job's: 4 nodes of 8
+    GPUs with 64 cores each give every process 4 loaders (64 // 8 − 1 = 7, capped), not 1."""
     monkeypatch.setattr(os, "cpu_count", lambda: 16)
     assert trainer.default_workers(torch.device("cpu"), 1) == 0
     assert trainer.default_workers(torch.device("cuda", 0), 1) == 4  # capped at 4
@@ -312,6 +315,14 @@ def test_default_workers_per_device(monkeypatch):
     assert trainer.default_workers(torch.device("cuda", 0), 32) == 1  # at least one
     monkeypatch.setattr(os, "cpu_count", lambda: None)  # unknown: counted as 2
     assert trainer.default_workers(torch.device("cuda", 0), 1) == 1
+    script = _train_module()
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    monkeypatch.setenv("WORLD_SIZE", "32")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")  # torchrun's (and accelerate launch's)
+    assert script._processes_per_node(32) == 8
+    assert trainer.default_workers(torch.device("cuda", 0), script._processes_per_node(32)) == 4
+    monkeypatch.delenv("LOCAL_WORLD_SIZE")  # a launcher that does not say: all on this node
+    assert script._processes_per_node(32) == 32
 
 
 @pytest.mark.parametrize("device, workers, pinned", [("cpu", 0, False), ("cuda", 2, True)])
@@ -334,3 +345,58 @@ def test_the_data_stream_pins_memory_on_cuda_and_resumes_at_the_step(device, wor
     for _ in range(3 * 8):  # the three steps already taken
         next(from_start)
     assert [next(resumed) for _ in range(50)] == [next(from_start) for _ in range(50)]
+
+
+class OnDevice(torch.Tensor):
+    """A CPU tensor that reports a GPU as its device: where Accelerate's device placement puts an
+    optimizer's state on a GPU machine (this one has none)."""
+
+    @property
+    def device(self):
+        return torch.device("cuda", 0)
+
+    def cpu(self, *args, **kwargs):
+        return self.as_subclass(torch.Tensor)
+
+
+@pytest.mark.parametrize("model", ["stylegan2", "biggan"])
+def test_a_resumed_runs_adam_step_counts_stay_on_the_host(model, monkeypatch,
+                                                          fresh_accelerate_state):
+    """Resuming builds the recipe from a checkpoint, and Accelerate's `prepare` moves the loaded
+    optimizer state to the device — step counts too, which torch's Adam then reads back at every
+    update (a device sync per parameter per step). On train.py's path (make_accelerator +
+    build_recipe, the device placement faked), every count ends on the host as a plain tensor
+    with its value, and so after a rollback's `load_state_dict`."""
+    import accelerate.optimizer
+
+    placed = []
+
+    def to_device(state, device, *args, **kwargs):  # what prepare does on a GPU
+        state = move(state, device, *args, **kwargs)
+        if isinstance(state, dict) and "param_groups" in state:  # (it recurses through here)
+            for per_param in state["state"].values():
+                per_param["step"] = OnDevice(per_param["step"])
+                placed.append(per_param["step"])
+        return state
+
+    move = accelerate.optimizer.move_to_device
+    monkeypatch.setattr(accelerate.optimizer, "move_to_device", to_device)
+    trained = small_recipe(model)
+    for step in range(2):
+        trained.train_step(*data(trained, step))
+    state = trained.state_dict()
+    module = models.MODELS[model]
+    cfg = dataclasses.replace(module.PRESETS["tiny"], **SMALL[model])
+    accelerator = _train_module().make_accelerator(module, "no")
+    resumed = trainer.build_recipe(module, cfg, accelerator, seed=0, state=state)
+    assert placed, "prepare did not place the optimizer state (the fake missed the path)"
+
+    def counts(r):
+        return [s["step"] for opt in (r.opt_G, r.opt_D) for s in opt.state.values()]
+
+    assert counts(resumed) and all(type(c) is torch.Tensor and c.device.type == "cpu"
+                                   for c in counts(resumed))
+    assert [c.item() for c in counts(resumed)] == [c.item() for c in counts(trained)]
+    resumed.opt_D.state[next(iter(resumed.opt_D.state))]["step"] = OnDevice(torch.tensor(2.0))
+    resumed.load_state_dict(state)  # a rollback; on XLA Accelerate moves the state again
+    assert all(type(c) is torch.Tensor for c in counts(resumed))
