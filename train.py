@@ -159,7 +159,8 @@ def _several_nodes() -> bool:
 
 
 def _processes_per_node(world: int) -> int:
-    """The training processes on this machine (torchrun and accelerate launch say so), else all."""
+    """The training processes on this machine (torchrun and accelerate launch say so), else all
+    of them (as under torch_xla's own spawn, which does not say: fewer loader workers)."""
     return int(os.environ.get("LOCAL_WORLD_SIZE", world))
 
 
@@ -252,9 +253,9 @@ def connect_processes(accelerator: Accelerator) -> None:
     replica would train with its own statistics: there, XLA's backend is started the way
     torch_xla documents it. Anywhere else several processes without a group are refused.
     bf16 on a TPU is refused too: Accelerate sets XLA_USE_BF16=1, which stores every tensor
-    in bf16, the fp32 penalties included."""
+    in bf16, the fp32 penalties included (torch_xla versions that still honour it)."""
     xla = accelerator.distributed_type == DistributedType.XLA
-    if xla and accelerator.mixed_precision == "bf16":
+    if xla and os.environ.get("XLA_USE_BF16") == "1":  # what Accelerate sets for bf16 on a TPU
         raise typer.BadParameter(
             "bf16 on a TPU makes every tensor bf16 (Accelerate sets XLA_USE_BF16=1), the R1, "
             "path-length and gradient penalties included; train in fp32 (--precision no: XLA "

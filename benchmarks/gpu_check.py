@@ -265,7 +265,7 @@ def train_all(out: Path, data: str, seconds: float, cuda: bool) -> dict:
     """All tiny presets at once, each SIGINTed after `seconds` (train.py saves and exits) and its
     process group killed if it has not exited STOP_GRACE_S later. None may end by itself: a run
     that reached its kimg has restored the default SIGINT handler on its way out, so the
-    check's SIGINT arriving then would kill it (rc −2) and count as a failure."""
+    check's SIGINT arriving then would kill it (rc -2) and count as a failure."""
     extra = ["--kimg", str(NEVER_KIMG)]
     if not cuda:
         extra += ["--log-every", "2", "--threads", "1"]

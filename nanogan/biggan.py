@@ -16,8 +16,8 @@ G step, EMA 0.9999, ε = 1e-4 in BN and SN; C.1 standing statistics).
 The z sizes 120 / 140 / 128 at 128² / 256² / 512² (20, 20, 16 per chunk) are those of the
 authors' released generators; the transcriptions of Tables 4–6 we have say 128 everywhere, which
 does not split into 6 or 7 equal chunks. Adam's ε is not in the paper: we keep 1e-8. G's layers
-that feed a BatchNorm have no bias (BN subtracts it; see Generator). Cross-replica BN is torch's
-SyncBatchNorm on CUDA and conditional_bn.CrossReplicaBatchNorm2d elsewhere (gloo, XLA).
+that feed a BatchNorm have no bias (BN subtracts it; see Generator). Cross-replica BN is
+conditional_bn.CrossReplicaBatchNorm2d on every device (CUDA, CPUs with gloo, XLA).
 
 Shapes: z (b, z), y (b,) -> images (b, c, r, r) -> logits (b,).
 Lesson: lessons/25_biggan.md
@@ -270,7 +270,7 @@ class Recipe(recipe.Recipe):
         self.D = init_weights_(Discriminator(cfg)).to(self.device)
         self.G_ema = make_ema(G)  # plain BatchNorm: it is used on the main process alone
         # Appendix C: cross-replica BatchNorm; names are kept, so EMA and checkpoints still match.
-        self.G = sync_batchnorm(G, self.device) if self.world > 1 else G
+        self.G = sync_batchnorm(G) if self.world > 1 else G
         adam = dict(betas=cfg.betas, eps=cfg.adam_eps)
         self.opt_G = torch.optim.Adam(self.G.parameters(), lr=cfg.lr_G, **adam)
         self.opt_D = torch.optim.Adam(self.D.parameters(), lr=cfg.lr_D, **adam)

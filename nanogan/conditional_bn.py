@@ -14,12 +14,11 @@ and with hierarchical latents a chunk of z concatenated to it.
 The normalization is an inner `nn.BatchNorm2d(affine=False)` submodule, so that
 `sync_batchnorm` can swap it for a cross-process one (BigGAN's "cross-replica BatchNorm",
 Appendix C: statistics of the global batch, not of each device's share) while this module and
-its projections stay as they are. On CUDA that is torch's `nn.SyncBatchNorm`; torch refuses other
-tensors there, so elsewhere (CPUs with gloo, TPUs with XLA) `CrossReplicaBatchNorm2d`
-all-reduces Σx and Σx² instead, with a differentiable all-reduce so that the backward pass sums
-over processes too. The projections are bias-free: W c alone is "zero-centred" in c. BigGAN
-passes spectrally normalized linears
-(`linear=`); any (in, out, bias=False) constructor works.
+its projections stay as they are: `CrossReplicaBatchNorm2d` all-reduces Σx and Σx², with a
+differentiable all-reduce so that the backward pass sums over processes too, on every device
+(torch's `nn.SyncBatchNorm` takes GPU tensors only and syncs the host in every forward). The
+projections are bias-free: W c alone is "zero-centred" in c. BigGAN passes spectrally
+normalized linears (`linear=`); any (in, out, bias=False) constructor works.
 
 Shapes: x (b, c, h, w), cond (b, k) -> (b, c, h, w).
 Lesson: lessons/22_conditional_bn.md
@@ -103,12 +102,11 @@ class CrossReplicaBatchNorm2d(nn.BatchNorm2d):
         return y.to(x.dtype)
 
 
-def sync_batchnorm(module: nn.Module, device: torch.device | str = "cpu") -> nn.Module:
-    """Every BatchNorm2d of `module` swapped for a cross-process one: nn.SyncBatchNorm on CUDA,
-    CrossReplicaBatchNorm2d on every other device (CPU/gloo, XLA, MPS: SyncBatchNorm accepts
-    only CUDA tensors). Names, parameters and buffers are kept."""
-    if torch.device(device).type == "cuda":
-        return nn.SyncBatchNorm.convert_sync_batchnorm(module)
+def sync_batchnorm(module: nn.Module) -> nn.Module:
+    """Every BatchNorm2d of `module` swapped for CrossReplicaBatchNorm2d, on every device. Not
+    nn.SyncBatchNorm: it takes GPU tensors only (not CPUs with gloo, XLA or MPS), and on CUDA
+    it drops empty ranks with a boolean mask, a host sync in every forward of every BatchNorm
+    (BigGAN's G has two per block). Names, parameters and buffers are kept."""
     for name, child in module.named_children():
         if type(child) is nn.BatchNorm2d:
             synced = CrossReplicaBatchNorm2d(child.num_features, child.eps, child.momentum,
@@ -117,5 +115,5 @@ def sync_batchnorm(module: nn.Module, device: torch.device | str = "cpu") -> nn.
             synced.train(child.training)
             setattr(module, name, synced.to(next(child.parameters(), child.running_mean).device))
         else:
-            sync_batchnorm(child, device)
+            sync_batchnorm(child)
     return module

@@ -241,9 +241,8 @@ class Recipe:
         unwrap(self.G).load_state_dict(state["G"])
         unwrap(self.D).load_state_dict(state["D"])
         self.G_ema.load_state_dict(state["G_ema"])
-        for opt, key in ((self.opt_G, "opt_G"), (self.opt_D, "opt_D")):
-            opt.load_state_dict(state[key])
-            step_counts_on_host(opt)
+        self.opt_G.load_state_dict(state["opt_G"])
+        self.opt_D.load_state_dict(state["opt_D"])
         progress = state["progress"]
         self.step, self.images_seen = progress["step"], progress["images_seen"]
         self.seed = progress["seed"]
@@ -254,14 +253,15 @@ class Recipe:
 
 
 def step_counts_on_host(opt: torch.optim.Optimizer) -> None:
-    """Adam's step counts back on the CPU where a loaded state put them on the device.
+    """Adam's step counts back on the CPU where Accelerate moved a loaded state to the device.
 
     torch's Adam (neither `capturable` nor `fused`) keeps each parameter's step count as a CPU
-    tensor and reads it as a number in every update; a count on the GPU or TPU makes that read a
-    device sync per parameter, every step. A fresh optimizer has its counts on the CPU, but a
-    loaded state does not stay there: Accelerate's `prepare` moves an optimizer's whole state to
-    the device, and on XLA so does its `load_state_dict`. Called after both (build_recipe,
-    Recipe.load_state_dict); tested in test_trainer.py on train.py's path."""
+    tensor and reads it as a number in every update; a count on the GPU makes that read a device
+    sync per parameter, every step. A fresh optimizer has its counts on the CPU, and
+    `load_state_dict` leaves them where the checkpoint has them (on the CPU), but a resumed run
+    loads the state before Accelerate's `prepare`, which moves the optimizer's whole state to
+    the device. Called after it (trainer.build_recipe); tested in test_trainer.py on train.py's
+    path."""
     for group in opt.param_groups:
         if group.get("capturable") or group.get("fused"):
             continue  # these count on the device by design

@@ -108,45 +108,37 @@ def small_model():
                                 torch.nn.BatchNorm2d(3, eps=1e-4)])
 
 
-@pytest.mark.parametrize("device, kind", [("cuda", torch.nn.SyncBatchNorm),
-                                          ("cpu", CrossReplicaBatchNorm2d),
-                                          ("xla", CrossReplicaBatchNorm2d),  # SyncBatchNorm
-                                          ("mps", CrossReplicaBatchNorm2d)])  # refuses these
-def test_sync_batchnorm_swaps_only_the_inner_batchnorm(device, kind):
+def test_sync_batchnorm_swaps_only_the_inner_batchnorm():
     """sync_batchnorm replaces each BatchNorm2d (the conditional layer's inner one too) and keeps names, state and single-process outputs."""
     model, reference_model = small_model(), small_model()
     g = generator(1)
     x, cond = torch.randn(4, 3, 2, 2, generator=g), torch.randn(4, 2, generator=g)
     reference_model[0](x, cond)  # one step of running statistics
     model.load_state_dict(reference_model.state_dict())
-    synced = sync_batchnorm(model, device)
+    synced = sync_batchnorm(model)
     assert isinstance(synced[0], ConditionalBatchNorm2d)
-    assert type(synced[0].bn) is kind and type(synced[1]) is kind
+    assert type(synced[0].bn) is CrossReplicaBatchNorm2d
+    assert type(synced[1]) is CrossReplicaBatchNorm2d
     assert list(synced.state_dict()) == list(reference_model.state_dict())
     for a, b in zip(synced.state_dict().values(), reference_model.state_dict().values()):
         assert torch.equal(a, b)
-    if kind is CrossReplicaBatchNorm2d:  # without a process group it is BatchNorm2d
-        torch.testing.assert_close(synced[0](x, cond), reference_model[0](x, cond))
+    # without a process group it is BatchNorm2d
+    torch.testing.assert_close(synced[0](x, cond), reference_model[0](x, cond))
     synced.eval(), reference_model.eval()
     torch.testing.assert_close(synced[0](x, cond), reference_model[0](x, cond))
 
 
-def _halves_worker(rank: int, folder: str, device: str = "cpu", layer: str = "picked") -> None:
-    """One of two gloo processes on its half of the batch, on `device` (gloo accepts CUDA
-    tensors; results saved on the CPU), with the layer sync_batchnorm picks for the device
-    (nn.SyncBatchNorm on CUDA, CrossReplicaBatchNorm2d elsewhere) or, with layer
-    "cross_replica", CrossReplicaBatchNorm2d on any device."""
+def _halves_worker(rank: int, folder: str, device: str = "cpu") -> None:
+    """One of two gloo processes: sync_batchnorm's CrossReplicaBatchNorm2d on its half of the
+    batch, on `device` (gloo accepts CUDA tensors; results saved on the CPU)."""
     torch.set_num_threads(1)
     if device != "cpu":  # full fp32 products, as the CPU reference computes them
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     dist.init_process_group("gloo", init_method=f"file://{folder}/rendezvous", rank=rank,
                             world_size=2)
     inputs = load_file(os.path.join(folder, "inputs.safetensors"), device=device)
-    picked = device if layer == "picked" else "cpu"
-    model = with_momentum(sync_batchnorm(small_model(), picked), inputs["momentum"].item())
-    expected = (torch.nn.SyncBatchNorm if torch.device(picked).type == "cuda"
-                else CrossReplicaBatchNorm2d)
-    assert type(model[1]) is expected and type(model[0].bn) is expected
+    model = with_momentum(sync_batchnorm(small_model()), inputs["momentum"].item())
+    assert type(model[1]) is CrossReplicaBatchNorm2d
     model.load_state_dict(load_file(os.path.join(folder, "state.safetensors")))
     model.to(device)
     x = inputs["x"].chunk(2)[rank].clone().requires_grad_()
@@ -171,11 +163,10 @@ def with_momentum(model: torch.nn.Module, momentum: float) -> torch.nn.Module:
 
 
 def check_halves_match_the_whole_batch(folder, momentum: float | None, device: str = "cpu",
-                                       layer: str = "picked", **tolerance) -> None:
-    """Two gloo processes with half a batch each on `device` (`layer`: see _halves_worker)
-    against one process with the whole batch through plain BatchNorm2d on the CPU: outputs,
-    input and parameter gradients, running statistics. CUDA workers are spawned (a forked child
-    cannot use CUDA once the parent has)."""
+                                       **tolerance) -> None:
+    """Two gloo processes with half a batch each on `device` against one process with the whole
+    batch through plain BatchNorm2d on the CPU: outputs, input and parameter gradients, running
+    statistics. CUDA workers are spawned (a forked child cannot use CUDA once the parent has)."""
     g = generator(7)
     code = -1.0 if momentum is None else momentum
     inputs = {"x": torch.randn(8, 3, 2, 2, generator=g) * 2 + 1,
@@ -184,8 +175,7 @@ def check_halves_match_the_whole_batch(folder, momentum: float | None, device: s
     save_file(inputs, str(folder / "inputs.safetensors"))
     whole = with_momentum(small_model(), code)
     save_file(whole.state_dict(), str(folder / "state.safetensors"))
-    torch.multiprocessing.start_processes(_halves_worker, args=(str(folder), device, layer),
-                                          nprocs=2,
+    torch.multiprocessing.start_processes(_halves_worker, args=(str(folder), device), nprocs=2,
                                           start_method="fork" if device == "cpu" else "spawn")
     ranks = [load_file(str(folder / f"rank{r}.safetensors")) for r in range(2)]
     x = inputs["x"].clone().requires_grad_()

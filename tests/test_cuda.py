@@ -110,18 +110,14 @@ def test_penalties_under_autocast_stay_near_fp32(dtype):
 
 @pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
                     reason="torch.distributed with gloo is not available")
-@pytest.mark.parametrize("layer", ["picked", "cross_replica"])
 @pytest.mark.parametrize("momentum", [0.1, None])
-def test_two_processes_on_cuda_normalize_with_the_whole_batch(tmp_path, momentum, layer):
-    """Cross-process BatchNorm in two gloo processes on cuda:0 tensors, half a batch each (gloo
-    accepts CUDA tensors; NCCL refuses two ranks on one GPU), against BatchNorm2d on the whole
-    batch on the CPU: outputs, input and parameter gradients, running statistics. The layer is
-    nn.SyncBatchNorm — what sync_batchnorm picks on CUDA, so what BigGAN trains with on several
-    GPUs (torch's implementation has a gloo branch) — or CrossReplicaBatchNorm2d, the all-reduce
-    layer of every other device. The CPU test of test_conditional_bn on CUDA; a rank
+def test_two_processes_on_cuda_normalize_with_the_whole_batch(tmp_path, momentum):
+    """CrossReplicaBatchNorm2d (what BigGAN trains with on several GPUs) in two gloo processes
+    on cuda:0 tensors, half a batch each (gloo accepts CUDA tensors; NCCL refuses two ranks on
+    one GPU), against BatchNorm2d on the whole batch on the CPU: outputs, input and parameter
+    gradients, running statistics. The CPU test of test_conditional_bn on CUDA; a rank
     normalizing with its own half's statistics fails it."""
-    check_halves_match_the_whole_batch(tmp_path, momentum, "cuda:0", layer, rtol=1e-4,
-                                       atol=1e-5)
+    check_halves_match_the_whole_batch(tmp_path, momentum, "cuda:0", rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("precision", ["no", "bf16", "fp16"])

@@ -126,7 +126,8 @@ def test_parameters_stay_identical_across_ranks(two_processes):
 
 
 def test_two_halves_make_the_whole_batch_update(two_processes):
-    """2 processes × batch b/2 give the weights of 1 process × batch b (BigGAN: with SyncBatchNorm)."""
+    """2 processes × batch b/2 give the weights of 1 process × batch b (BigGAN: with
+    cross-replica BatchNorm)."""
     model, gathered = two_processes
     single = _single_process(model)
     for name in ("G", "D", "G_ema", "G_buffers"):

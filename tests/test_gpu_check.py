@@ -183,7 +183,7 @@ def test_failures_name_every_failed_step_and_only_those():
 def test_training_runs_are_ended_by_the_checks_sigint_never_by_their_kimg(tmp_path, monkeypatch,
                                                                           cuda):
     """A run that reaches its kimg just before the check's SIGINT has restored the default
-    handler on its way out and dies of the signal (rc −2), a failure that depends on timing. So
+    handler on its way out and dies of the signal (rc -2), a failure that depends on timing. So
     every run is told a kimg it cannot reach (over 100× its preset's) and all are SIGINTed; the
     runs are faked (a process that exits 130 on SIGINT, as train.py does)."""
     import signal

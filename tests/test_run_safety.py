@@ -508,8 +508,9 @@ def test_processes_share_a_process_group_or_the_run_is_refused(monkeypatch):
     """The models reduce their statistics with torch.distributed. Accelerate starts no group on
     a TPU: there train.py starts XLA's ("xla", init_method "xla://", after importing the module
     that registers the backend); several processes without a group anywhere else are refused;
-    one process needs none; and bf16 on a TPU, where Accelerate makes every tensor bf16, is
-    refused before anything starts. (The accelerator and torch_xla are faked: no TPU here.)"""
+    one process needs none; and bf16 on a TPU, where Accelerate sets XLA_USE_BF16=1 (every
+    tensor bf16), is refused before anything starts. (The accelerator and torch_xla are faked:
+    no TPU here.)"""
     from accelerate.utils import DistributedType
     import typer
 
@@ -534,8 +535,37 @@ def test_processes_share_a_process_group_or_the_run_is_refused(monkeypatch):
     script.connect_processes(accelerator(DistributedType.NO, 1))
     script.connect_processes(accelerator(DistributedType.XLA, 1))
     assert len(started) == 1
+    monkeypatch.delenv("XLA_USE_BF16", raising=False)
+    script.connect_processes(accelerator(DistributedType.XLA, 1, "bf16"))  # XLA on a GPU: autocast
+    monkeypatch.setenv("XLA_USE_BF16", "1")  # what Accelerate sets for bf16 on a TPU
     with pytest.raises(typer.BadParameter, match="XLA_USE_BF16.*--precision no"):
         script.connect_processes(accelerator(DistributedType.XLA, 8, "bf16"))
     monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)  # torchrun's group
     script.connect_processes(accelerator(DistributedType.MULTI_GPU, 8, "bf16"))
     assert len(started) == 1
+
+
+def test_train_connects_the_processes_and_sizes_the_loader_per_node(  # noqa: F811
+        folder, plain_env, tmp_path, monkeypatch):
+    """train.py's main calls connect_processes on its Accelerator before building the recipe,
+    and asks default_workers for this node's process count (LOCAL_WORLD_SIZE), not the job's.
+    Stopped right after, before any training."""
+    calls = []
+    monkeypatch.setattr(script, "connect_processes", lambda acc: calls.append("connect"))
+    real_build = script.build
+
+    def build(*args, **kwargs):
+        calls.append("build")
+        return real_build(*args, **kwargs)
+
+    def workers(device, local_processes):
+        calls.append(("workers", local_processes))
+        raise RuntimeError("stop before training")
+
+    monkeypatch.setattr(script, "build", build)
+    monkeypatch.setattr(script, "default_workers", workers)
+    done = cli(run_args("stylegan2", folder, tmp_path / "run", 0.016), plain_env,
+               LOCAL_WORLD_SIZE="3")
+    assert isinstance(done.exception, RuntimeError), done.output
+    assert "stop before training" in str(done.exception)
+    assert calls == ["connect", "build", ("workers", 3)]
