@@ -252,14 +252,17 @@ def connect_processes(accelerator: Accelerator) -> None:
     and CPUs but not on a TPU, where these reductions would silently do nothing and every
     replica would train with its own statistics: there, XLA's backend is started the way
     torch_xla documents it. Anywhere else several processes without a group are refused.
-    bf16 on a TPU is refused too: Accelerate sets XLA_USE_BF16=1, which stores every tensor
-    in bf16, the fp32 penalties included (torch_xla versions that still honour it)."""
+    bf16 on a TPU is refused too: Accelerate sets XLA_USE_BF16=1 (or XLA_DOWNCAST_BF16=1),
+    which stores every fp32 tensor in bf16, the penalties included (in the torch_xla versions
+    that honour them)."""
     xla = accelerator.distributed_type == DistributedType.XLA
-    if xla and os.environ.get("XLA_USE_BF16") == "1":  # what Accelerate sets for bf16 on a TPU
+    bf16_everywhere = "1" in (os.environ.get("XLA_USE_BF16"), os.environ.get("XLA_DOWNCAST_BF16"))
+    if xla and bf16_everywhere:  # what Accelerate sets for bf16 on a TPU (or with its downcast)
         raise typer.BadParameter(
-            "bf16 on a TPU makes every tensor bf16 (Accelerate sets XLA_USE_BF16=1), the R1, "
-            "path-length and gradient penalties included; train in fp32 (--precision no: XLA "
-            "already multiplies fp32 matrices in bf16 passes on a TPU by default)",
+            "bf16 on a TPU makes every tensor bf16 (Accelerate sets XLA_USE_BF16=1 or "
+            "XLA_DOWNCAST_BF16=1), the R1, path-length and gradient penalties included; train "
+            "in fp32 (--precision no: XLA already multiplies fp32 matrices in bf16 passes on a "
+            "TPU by default)",
             param_hint="--precision")
     if accelerator.num_processes == 1 or dist.is_initialized():
         return

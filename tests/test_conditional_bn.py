@@ -109,7 +109,8 @@ def small_model():
 
 
 def test_sync_batchnorm_swaps_only_the_inner_batchnorm():
-    """sync_batchnorm replaces each BatchNorm2d (the conditional layer's inner one too) and keeps names, state and single-process outputs."""
+    """sync_batchnorm replaces each BatchNorm2d (the conditional layer's inner one too) and keeps
+    names, state and single-process outputs."""
     model, reference_model = small_model(), small_model()
     g = generator(1)
     x, cond = torch.randn(4, 3, 2, 2, generator=g), torch.randn(4, 2, generator=g)

@@ -6,8 +6,9 @@ cuts the graph and waits for the device, and an op whose output shape depends on
 same calls are the host syncs that stall the queue. PyTorch's `meta` device has shapes but no
 values, so it raises on exactly these calls; it also has no `torch.Generator`, like XLA, so the
 step's draws take the CPU-then-move path of `randomness.generator_device`. A step that runs on
-`meta` from start to end therefore has none of them — with every augmentation and with the
-lazy penalties (R1, path length) that only some steps compute.
+`meta` from start to end therefore reads no value on the host and makes no shape from one —
+with every augmentation the model accepts and with the lazy penalties (R1, path length) that
+only some steps compute. (Other syncs, e.g. a host-to-device copy per step, are not caught.)
 
 Autocast knows no `meta` device; the three calls the models make are answered as for a device
 with autocast off (the fp32 path, the one a TPU takes without `--precision bf16`).

@@ -536,9 +536,14 @@ def test_processes_share_a_process_group_or_the_run_is_refused(monkeypatch):
     script.connect_processes(accelerator(DistributedType.XLA, 1))
     assert len(started) == 1
     monkeypatch.delenv("XLA_USE_BF16", raising=False)
+    monkeypatch.delenv("XLA_DOWNCAST_BF16", raising=False)
     script.connect_processes(accelerator(DistributedType.XLA, 1, "bf16"))  # XLA on a GPU: autocast
     monkeypatch.setenv("XLA_USE_BF16", "1")  # what Accelerate sets for bf16 on a TPU
     with pytest.raises(typer.BadParameter, match="XLA_USE_BF16.*--precision no"):
+        script.connect_processes(accelerator(DistributedType.XLA, 8, "bf16"))
+    monkeypatch.setenv("XLA_USE_BF16", "0")  # Accelerate's ACCELERATE_DOWNCAST_BF16 variant
+    monkeypatch.setenv("XLA_DOWNCAST_BF16", "1")
+    with pytest.raises(typer.BadParameter, match="XLA_USE_BF16"):
         script.connect_processes(accelerator(DistributedType.XLA, 8, "bf16"))
     monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)  # torchrun's group
     script.connect_processes(accelerator(DistributedType.MULTI_GPU, 8, "bf16"))

@@ -317,7 +317,6 @@ def test_default_workers_per_device(monkeypatch):
     assert trainer.default_workers(torch.device("cuda", 0), 1) == 1
     script = _train_module()
     monkeypatch.setattr(os, "cpu_count", lambda: 64)
-    monkeypatch.setenv("WORLD_SIZE", "32")
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")  # torchrun's (and accelerate launch's)
     assert script._processes_per_node(32) == 8
     assert trainer.default_workers(torch.device("cuda", 0), script._processes_per_node(32)) == 4
