@@ -153,15 +153,15 @@ def settle_run(*, model, preset, data, out, kimg, batch_size, resolution, seed, 
                max_images=stored_run["_max_images"])
 
 
-def _several_nodes() -> bool:
-    world = int(os.environ.get("WORLD_SIZE", 1))
-    return world > int(os.environ.get("LOCAL_WORLD_SIZE", world))
-
-
 def _processes_per_node(world: int) -> int:
     """The training processes on this machine (torchrun and accelerate launch say so), else all
     of them (as under torch_xla's own spawn, which does not say: fewer loader workers)."""
     return int(os.environ.get("LOCAL_WORLD_SIZE", world))
+
+
+def _several_nodes() -> bool:
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    return world > _processes_per_node(world)
 
 
 def _check_shared(path: Path) -> None:
