@@ -1,0 +1,74 @@
+"""benchmarks/swd_sensitivity.py: the perturbations and the class-share draws it scores."""
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks import swd_sensitivity as sens  # noqa: E402
+
+
+def images(n=6, seed=0):
+    return torch.rand(n, 1, 12, 12, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+
+def test_blur_is_the_binomial_3x3_kernel_and_keeps_constants():
+    x = images()
+    kernel = torch.tensor([[1.0, 2, 1], [2, 4, 2], [1, 2, 1]]) / 16
+    inner = F.conv2d(x, kernel.view(1, 1, 3, 3))  # no padding: the pixels away from the edge
+    torch.testing.assert_close(sens.blur(x)[..., 1:-1, 1:-1], inner)
+    flat = torch.full((2, 1, 5, 5), 0.3)
+    torch.testing.assert_close(sens.blur(flat), flat)
+
+
+def test_shift_moves_each_image_by_at_most_the_bound_and_fills_with_background():
+    x = torch.full((40, 1, 9, 9), -1.0)
+    x[:, 0, 4, 4] = 1.0  # one bright pixel in the middle
+    out = sens.shift(x, 2, torch.Generator().manual_seed(1))
+    assert torch.equal(sens.shift(x, 0, torch.Generator().manual_seed(1)), x)
+    assert out.shape == x.shape and ((out == 1).sum((1, 2, 3)) == 1).all()
+    where = torch.nonzero(out[:, 0] == 1)[:, 1:] - 4
+    assert where.abs().max() == 2 and len(set(map(tuple, where.tolist()))) > 5
+    assert ((out == 1) | (out == -1)).all()
+
+
+def test_zoom_by_one_is_the_identity_and_zoom_in_spreads_a_centred_square():
+    x = images()
+    torch.testing.assert_close(sens.zoom(x, 1.0), x)
+    square = torch.full((1, 1, 16, 16), -1.0)
+    square[..., 6:10, 6:10] = 1.0
+    bigger, smaller = sens.zoom(square, 1.5), sens.zoom(square, 0.75)
+    assert (bigger > 0).sum() > (square > 0).sum() > (smaller > 0).sum()
+    torch.testing.assert_close(bigger, bigger.flip(-1))  # scaled about the centre
+    torch.testing.assert_close(bigger, bigger.flip(-2))
+
+
+def test_gamma_keeps_black_white_and_order():
+    x = torch.linspace(-1, 1, 11)
+    for g in (0.8, 1.25):
+        y = sens.gamma(x, g)
+        assert y[0] == -1 and y[-1] == 1 and (y.diff() > 0).all()
+    torch.testing.assert_close(sens.gamma(x, 1.0), x)
+    assert (sens.gamma(x[1:-1], 0.8) > x[1:-1]).all()  # gamma below 1 brightens the mid-tones
+
+
+@pytest.mark.parametrize("n", [100, 97])
+def test_with_shares_draws_n_distinct_images_in_the_given_proportions(n):
+    labels = torch.arange(3).repeat_interleave(torch.tensor([50, 60, 70]))
+    shares = torch.tensor([0.2, 0.3, 0.5])
+    picked = sens.with_shares(labels, shares, n, torch.Generator().manual_seed(0))
+    assert len(picked) == n == len(set(picked.tolist()))
+    counts = torch.bincount(labels[picked], minlength=3)
+    assert (counts - shares * n).abs().max() <= 1.5
+    with pytest.raises(ValueError, match="class 0 has 50 images, 80 wanted"):
+        sens.with_shares(labels, torch.tensor([0.8, 0.1, 0.1]), 100, torch.Generator())
+
+
+def test_balanced_takes_the_same_count_of_every_class_or_none():
+    labels = torch.tensor([0, 1, 1, 2, 0, 2, 1, 0, 2, 2])
+    picked = sens.balanced(labels, 3, 3)
+    assert torch.equal(torch.bincount(labels[picked]), torch.tensor([3, 3, 3]))
+    assert sens.balanced(labels, 4, 3) is None
