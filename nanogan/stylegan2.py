@@ -138,17 +138,18 @@ class Config:
 
 
 PRESETS = {
-    # 32×32 Fashion-MNIST in under 30 minutes on 2 CPU cores (170 kimg at ~100 img/s: 28 min): 32
-    # channels at every resolution, the paper's mapping and optimizer. Half an hour is too short
-    # for the width to be the limit: side by side for 25 minutes on one core each (one run each),
-    # 32 channels saw 84 kimg to 64 channels' 37 and drew better images (classifier-FID 270 against
-    # 443 on 2,000 images), although per image seen 64 channels learnt faster (lesson 17, "Train
-    # it"). Batch 16: a CPU shows as many images per second as at 32 but takes twice the steps, and
-    # in equal time short runs reached garment shapes sooner. γ = 1, far above StyleGAN2-ADA's
-    # heuristic 0.0002·r²/batch (6.6 at 1024² and batch 32, 0.01 at 32² and batch 16): side by
-    # side on one core each, at 90 and 100 kimg γ = 0.01 / 0.1 / 1 scored classifier-FID 440 / 300
-    # / 203 and SWD 38.6 / 26.0 / 16.6 (2,000 images; lesson 17, "Train it"). EMA: half-life 5% of the images seen
-    # (ADA's ramp-up), at most 5 kimg, instead of the 10 kimg that suits a 25 000 kimg run.
+    # 32×32 Fashion-MNIST in under 30 minutes on 2 CPU cores (130 kimg at 81-101 img/s: 21-27
+    # min): 32 channels at every resolution, the paper's mapping and optimizer. Half an hour is
+    # too short for the width to be the limit: side by side for 25 minutes on one core each (one
+    # run each), 32 channels saw 84 kimg to 64 channels' 37 and drew better images (classifier-FID
+    # 270 against 443 on 2,000 images), although per image seen 64 channels learnt faster (lesson
+    # 17, "Train it"). Batch 16: a CPU shows as many images per second as at 32 but takes twice
+    # the steps, and in equal time short runs reached garment shapes sooner. γ = 1, far above
+    # StyleGAN2-ADA's heuristic 0.0002·r²/batch (6.6 at 1024² and batch 32, 0.01 at 32² and batch
+    # 16): at 90 kimg, γ = 0.01 / 0.1 / 1 scored classifier-FID 440 / 300 / 203 and SWD 38.6 /
+    # 26.0 / 16.6 on 2,000 images (one run each; lesson 17, "Train it"). EMA: half-life 5% of the
+    # images seen (ADA's ramp-up), at most 5 kimg, instead of the 10 kimg that suits a 25 000
+    # kimg run.
     "tiny": Config(resolution=32, channels=1, channel_base=1024, channel_max=32, batch_size=16,
                    r1_gamma=1.0, ema_kimg=5.0, ema_rampup=0.05, kimg=130),
     # Config F at 256² (LSUN Cat, 88M images, Table 3; Church and Horse used γ = 100) and 1024²
