@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.evaluate_table import CLASSES, generated  # noqa: E402
+from nanogan.classifier import random_shift  # noqa: E402
 from nanogan.data import open_dataset  # noqa: E402
 from nanogan.evaluate import as_saved, pick_real_images  # noqa: E402
 from nanogan.features import extract  # noqa: E402
@@ -45,15 +46,6 @@ def blur(x: torch.Tensor) -> torch.Tensor:
     """The separable [1, 2, 1]/4 blur (edges replicated): a lighter blur than a 3×3 box."""
     k = (BINOMIAL_3[:, None] * BINOMIAL_3[None]).view(1, 1, 3, 3)
     return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), k)
-
-
-def shift(x: torch.Tensor, most: int, g: torch.Generator) -> torch.Tensor:
-    """Each image moved by its own integer offset in [−most, most]² (background fills in)."""
-    b, _, h, w = x.shape
-    dy, dx = torch.randint(-most, most + 1, (2, b), generator=g)
-    padded = F.pad(x, (most,) * 4, value=-1.0)
-    return torch.stack([padded[i, :, most + dy[i]:most + dy[i] + h, most + dx[i]:most + dx[i] + w]
-                        for i in range(b)])
 
 
 def zoom(x: torch.Tensor, factor: float) -> torch.Tensor:
@@ -122,8 +114,8 @@ def main() -> None:
         "Gaussian noise σ 0.1": train + 0.1 * torch.randn(train.shape, generator=g),
         "[1, 2, 1]² blur, half strength": (train + blur(train)) / 2,
         "[1, 2, 1]² blur": blur(train),
-        "shift by up to ±1 px": shift(train, 1, g),
-        "shift by up to ±2 px": shift(train, 2, g),
+        "shift by up to ±1 px": random_shift(train, 1, g),
+        "shift by up to ±2 px": random_shift(train, 2, g),
         "zoom 0.95": zoom(train, 0.95),
         "zoom 1.05": zoom(train, 1.05),
         "gamma 0.8": gamma(train, 0.8),

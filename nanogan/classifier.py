@@ -71,16 +71,21 @@ class FashionClassifier(nn.Module):
         return self.head(self.dropout(self.features(x)))
 
 
-def augment_batch(x: torch.Tensor, generator: torch.Generator, shift: int = 2) -> torch.Tensor:
-    """Random horizontal flips and integer shifts of up to `shift` pixels (border value -1)."""
+def random_shift(x: torch.Tensor, most: int, generator: torch.Generator) -> torch.Tensor:
+    """Each image moved by its own integer offset in [-most, most]² (the border fills with -1)."""
     b, _, h, w = x.shape
-    flip = torch.rand(b, generator=generator) < 0.5
-    x = torch.where(flip.view(b, 1, 1, 1), x.flip(3), x)
-    padded = F.pad(x, (shift,) * 4, value=-1.0)
-    dy, dx = torch.randint(0, 2 * shift + 1, (2, b, 1), generator=generator)
+    padded = F.pad(x, (most,) * 4, value=-1.0)
+    dy, dx = torch.randint(0, 2 * most + 1, (2, b, 1), generator=generator)
     rows, cols = dy + torch.arange(h), dx + torch.arange(w)
     batch = torch.arange(b).view(b, 1, 1)
-    return padded[batch, 0, rows[:, :, None], cols[:, None, :]].unsqueeze(1)
+    # the indices around the channel slice put the channels last: (b, h, w, c)
+    return padded[batch, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+
+
+def augment_batch(x: torch.Tensor, generator: torch.Generator, shift: int = 2) -> torch.Tensor:
+    """Random horizontal flips and integer shifts of up to `shift` pixels (border value -1)."""
+    flip = torch.rand(len(x), generator=generator) < 0.5
+    return random_shift(torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x), shift, generator)
 
 
 def train_classifier(train_images: torch.Tensor, train_labels: torch.Tensor, *, epochs: int = 7,

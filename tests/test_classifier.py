@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from strategies import generator, seeds
 
 from nanogan.classifier import (WEIGHTS, FashionClassifier, augment_batch, evaluate_accuracy,
-                                load_classifier, pad_to_32, save_classifier, train_classifier)
+                                load_classifier, pad_to_32, random_shift, save_classifier,
+                                train_classifier)
 
 DEBIAN = Path("/usr/share/datasets/fashion-mnist")
 
@@ -70,6 +71,23 @@ def test_augmentation_is_a_flip_and_a_small_shift(seed):
         candidates = [p[i, :, dy:dy + 32, dx:dx + 32] for p in (padded, mirrored)
                       for dy in range(5) for dx in range(5)]
         assert any(torch.equal(out[i], c) for c in candidates)
+
+
+def test_random_shift_moves_each_image_by_at_most_the_bound_and_fills_with_background():
+    """Every offset from -2 to 2 occurs along each axis; all channels of an image move alike."""
+    x = torch.full((40, 3, 9, 9), -1.0)
+    x[:, :, 4, 4] = 1.0  # one bright pixel in the middle of every channel
+    x[:, 1, 0, 0] = 0.5  # and a channel-specific one in a corner, to tell the channels apart
+    assert torch.equal(random_shift(x, 0, generator(1)), x)
+    out = random_shift(x, 2, generator(1))
+    assert out.shape == x.shape and ((out == 1).sum((2, 3)) == 1).all()
+    where = torch.nonzero(out == 1)  # (image, channel, row, column)
+    offsets = (where[:, 2:] - 4).view(40, 3, 2)
+    assert (offsets == offsets[:, :1]).all()  # the same offset for the three channels
+    for axis in (0, 1):
+        assert set(offsets[:, 0, axis].tolist()) == {-2, -1, 0, 1, 2}
+    assert ((out == 1) | (out == -1) | (out == 0.5)).all()
+    assert ((out == 0.5).sum((1, 2, 3)) <= 1).all() and not (out[:, [0, 2]] == 0.5).any()
 
 
 def test_features_and_logits_shapes_and_grey_input():
