@@ -73,3 +73,31 @@ def test_main_overwrites_or_merges_into_out(tmp_path, monkeypatch, capsys):
     with pytest.raises(json.JSONDecodeError):
         main("--append", "--out", str(out), "d.safetensors")
     assert scored == []  # refused before any row was scored
+
+
+def test_generated_latents_are_not_the_weights_of_a_model_trained_with_the_same_seed(monkeypatch):
+    """The trainer initialises weights under torch.manual_seed(seed) (trainer.py); latents drawn
+    from torch.Generator().manual_seed(seed) would repeat that stream: for StyleGAN2, the rows of
+    the mapping network's first layer. The table's latents for --seed 0 must not be those."""
+    import dataclasses
+
+    from nanogan import models, stylegan2
+    cfg = dataclasses.replace(stylegan2.PRESETS["tiny"], resolution=8, z_dim=16, w_dim=16,
+                              mapping_layers=2, channel_base=64, channel_max=8)
+    torch.manual_seed(0)  # as train.py does for --seed 0
+    G = stylegan2.Generator(cfg)
+    first = G.mapping.layers[0].weight.detach()
+    assert first.shape == (16, 16)
+    reused = torch.randn(16, 16, generator=torch.Generator().manual_seed(0))
+    cos = torch.nn.functional.cosine_similarity
+    assert cos(reused, first, dim=1).min() > 0.999  # the collision the table must avoid
+    spec = models.MODELS["stylegan2"]
+    monkeypatch.setattr(et.models, "load_generator", lambda path: (spec, cfg, G))
+    monkeypatch.setattr(et.models, "random_sampler",
+                        lambda spec, G, cfg: lambda b, g: torch.randn(b, cfg.z_dim, generator=g))
+    _, z = et.generated(Path("m"), 40, seed=0, batch=16)
+    assert z.shape == (40, 16)
+    assert cos(z[:16], first, dim=1).abs().max() < 0.9
+    assert not torch.equal(z[:16], z[16:32])  # each batch its own stream
+    _, again = et.generated(Path("m"), 40, seed=0, batch=16)
+    assert torch.equal(z, again)

@@ -61,3 +61,55 @@ def test_balanced_takes_the_same_count_of_every_class_or_none():
     picked = sens.balanced(labels, 3, 3)
     assert torch.equal(torch.bincount(labels[picked]), torch.tensor([3, 3, 3]))
     assert sens.balanced(labels, 4, 3) is None
+
+
+def test_main_writes_the_three_tables(tmp_path, monkeypatch, capsys):
+    """The whole script on a stub dataset (both splits the same 40 images, 4 per class) and two
+    stub models: one whose images the stub classifier calls balanced, one missing a class."""
+    import json
+    g = torch.Generator().manual_seed(0)
+    pixels = torch.randint(0, 256, (40, 1, 32, 32), generator=g, dtype=torch.uint8)
+    labels = torch.arange(10).repeat(4)
+
+    class Data:
+        name = "stub"
+
+        def __len__(self):
+            return 40
+
+        def __getitem__(self, i):
+            return pixels[i].float() / 127.5 - 1, int(labels[i])
+
+        def labels(self):
+            return labels
+
+        def images_uint8(self, idx):
+            return pixels[idx]
+
+    def extract(model, images, batch_size):
+        k = torch.arange(len(images)) % (10 if images[0, 0, 0, 0] >= 0 else 9)
+        return None, F.one_hot(k, 10).float()
+
+    rows = [{"name": "test vs train split (floor)", "values": {}},
+            {"name": "m `runs/m`", "values": {"classes": dict(zip(sens.CLASSES, [0.1] * 10))}}]
+    (tmp_path / "eval.json").write_text(json.dumps(rows))
+    monkeypatch.setattr(sens, "open_dataset", lambda *a, **k: Data())
+    # model "even" draws images the stub classifier spreads over all classes, "odd" never class 9
+    monkeypatch.setattr(sens, "generated", lambda p, n, s: (p.name, torch.ones(n, 1, 32, 32) *
+                                                                (1 if p.name == "even" else -1)))
+    monkeypatch.setattr(sens, "extract", extract)
+    out = tmp_path / "out.json"
+    monkeypatch.setattr(sys, "argv", ["swd_sensitivity.py", str(tmp_path / "even"),
+                                      str(tmp_path / "odd"), "--num-images", "20",
+                                      "--per-class", "2", "--eval", str(tmp_path / "eval.json"),
+                                      "--out", str(out)])
+    sens.main()
+    result = json.loads(out.read_text())
+    assert len(result["perturbations"]) == 11
+    assert result["perturbations"]["none (the floor)"]["swd_avg"] == 0  # the same 20 images
+    assert result["perturbations"]["left-right flip"]["swd_avg"] > 0
+    assert list(result["class_mixture"]) == ["m `runs/m`"]  # reference rows are skipped
+    assert list(result["rebalanced"]) == [f"even `{tmp_path / 'even'}`"]
+    assert result["rebalanced"][f"even `{tmp_path / 'even'}`"]["shares"] == [0.1] * 10
+    assert "only 0 images of its rarest class among 40; skipped" in capsys.readouterr().err
+    assert result["num_images"] == 20 and result["rebalanced_images"] == 20
