@@ -46,6 +46,7 @@ from nanogan.randomness import derive_seed  # noqa: E402
 
 ON_CLASSIFIER = ("swd", "fid", "kid", "pr", "dc", "msssim")
 ON_PIXELS = ("pr", "dc")
+LATENTS = 'batches of 250, batch j from torch.Generator().manual_seed(derive_seed({seed}, "metrics", j))'
 CLASSES = ("T-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
            "ankle boot")
 
@@ -148,7 +149,8 @@ def main() -> None:
             print(f"{name}: done", file=sys.stderr, flush=True)
     for path in args.model_files:
         model, images = generated(path, n, args.seed)
-        rows.append(row(f"{model} `{path}`", images, reals, "test", test.name, args.seed))
+        rows.append(row(f"{model} `{path}`", images, reals, "test", test.name, args.seed)
+                    | {"latents": LATENTS.format(seed=args.seed)})
         print(f"{path}: done", file=sys.stderr, flush=True)
     if args.append and args.out.exists():  # read again: rows written meanwhile are kept
         rows = merge(json.loads(args.out.read_text()), rows)

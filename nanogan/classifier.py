@@ -79,7 +79,7 @@ def random_shift(x: torch.Tensor, most: int, generator: torch.Generator) -> torc
     rows, cols = dy + torch.arange(h), dx + torch.arange(w)
     batch = torch.arange(b).view(b, 1, 1)
     # the indices around the channel slice put the channels last: (b, h, w, c)
-    return padded[batch, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+    return padded[batch, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2).contiguous()
 
 
 def augment_batch(x: torch.Tensor, generator: torch.Generator, shift: int = 2) -> torch.Tensor:
