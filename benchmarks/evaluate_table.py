@@ -40,13 +40,12 @@ sys.path.insert(0, str(ROOT))
 
 from nanogan import models  # noqa: E402
 from nanogan.data import open_dataset  # noqa: E402
-from nanogan.evaluate import as_saved, evaluate_images, pick_real_images  # noqa: E402
+from nanogan.evaluate import as_saved, batch_generator, evaluate_images, pick_real_images  # noqa: E402
 from nanogan.features import extract  # noqa: E402
-from nanogan.randomness import derive_seed  # noqa: E402
 
 ON_CLASSIFIER = ("swd", "fid", "kid", "pr", "dc", "msssim")
 ON_PIXELS = ("pr", "dc")
-LATENTS = 'batches of 250, batch j from torch.Generator().manual_seed(derive_seed({seed}, "metrics", j))'
+LATENTS = "batches of 250, batch j from nanogan.evaluate.batch_generator({seed}, j)"
 CLASSES = ("T-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
            "ankle boot")
 
@@ -57,16 +56,13 @@ def box_blur(images: torch.Tensor) -> torch.Tensor:
 
 
 def generated(path: Path, n: int, seed: int, batch: int = 250) -> tuple[str, torch.Tensor]:
-    """n images of the model at `path`, batch j drawn from a generator seeded by
-    (seed, "metrics", j), as `nanogan.evaluate` seeds its batches. Not `manual_seed(seed)`: a run
-    trained with `--seed` s initialised its weights from torch's stream s, so the first latents
-    of that stream are rows of G's first layer (StyleGAN2's first 512 latents exactly its
-    mapping network's first weight rows) and not a fair sample for that model."""
+    """n images of the model at `path`, batch j drawn from `batch_generator(seed, j)` as in
+    `nanogan.evaluate` (not from `manual_seed(seed)`, the stream a run trained with `--seed`
+    drew its weights from)."""
     spec, cfg, G = models.load_generator(path)
     generate = models.random_sampler(spec, G, cfg)
-    return spec.name, torch.cat([
-        generate(min(batch, n - i), torch.Generator().manual_seed(derive_seed(seed, "metrics", j)))
-        .cpu() for j, i in enumerate(range(0, n, batch))])
+    return spec.name, torch.cat([generate(min(batch, n - i), batch_generator(seed, j)).cpu()
+                                 for j, i in enumerate(range(0, n, batch))])
 
 
 def row(name: str, images: torch.Tensor, reals: torch.Tensor, split: str, dataset: str,

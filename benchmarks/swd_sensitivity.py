@@ -83,7 +83,7 @@ def balanced(labels: torch.Tensor, per_class: int, num_classes: int) -> torch.Te
 
 
 def score(reals: torch.Tensor, images: torch.Tensor) -> dict:
-    s = swd(reals, as_saved(images.clamp(-1, 1)), generator=torch.Generator().manual_seed(1))
+    s = swd(reals, as_saved(images), generator=torch.Generator().manual_seed(1))
     return {k: round(v, 2) for k, v in s.items()}
 
 

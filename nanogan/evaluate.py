@@ -404,6 +404,13 @@ def _check_processes(rank: int, world: int,
                          "that concatenates along dim 0 in rank order)")
 
 
+def batch_generator(seed: int, j: int) -> torch.Generator:
+    """The generator that draws generated batch j's latents (and labels) for a metric seeded by
+    `seed`: a stream of its own, never `manual_seed(seed)`, from which `train.py --seed` drew the
+    weights (its first latents would be rows of G's first layer; lessons/30_evaluation.md)."""
+    return torch.Generator().manual_seed(derive_seed(seed, "metrics", j))
+
+
 def _fake_share(generate: Callable[[int, torch.Generator], torch.Tensor], shares: Shares,
                 batches: list[int], seed: int, model: Extractor | None,
                 cached: Callable[[], tuple[torch.Tensor, torch.Tensor] | None]):
@@ -414,8 +421,7 @@ def _fake_share(generate: Callable[[int, torch.Generator], torch.Tensor], shares
     fakes = []
     try:
         for j in batches:
-            g = torch.Generator().manual_seed(derive_seed(seed, "metrics", j))
-            images = generate(shares.sizes[j], g).detach()
+            images = generate(shares.sizes[j], batch_generator(seed, j)).detach()
             if images.ndim != 4 or len(images) != shares.sizes[j]:
                 raise ValueError(f"generate must return (b, c, h, w) images, got "
                                  f"{tuple(images.shape)} for b = {shares.sizes[j]}")

@@ -21,6 +21,7 @@ import math
 import pytest
 
 from nanogan import biggan, progan, stylegan2
+from nanogan.fade import growth_stage
 
 MODULES = {"progan": progan, "stylegan2": stylegan2, "biggan": biggan}
 
@@ -230,6 +231,17 @@ def test_progan_runs_through_the_schedule(preset, phase_kimg):
     cfg = progan.PRESETS[preset]
     doublings = int(math.log2(cfg.resolution)) - 2
     assert cfg.kimg >= phase_kimg + doublings * 2 * phase_kimg
+
+
+@pytest.mark.parametrize("preset", sorted(progan.PRESETS))
+def test_every_progan_preset_ends_at_its_resolution_fully_faded_in(preset):
+    """Its last image is shown at the final resolution with α = 1 (a kimg that stops inside a
+    fade, as `--kimg 60` would with the tiny preset's 20/10-kimg phases, trains a blend)."""
+    cfg = progan.PRESETS[preset]
+    last = growth_stage(round(cfg.kimg * 1000) - cfg.batch_size, final_resolution=cfg.resolution,
+                        stabilize_images=round(cfg.stabilize_kimg * 1000),
+                        fade_images=round(cfg.fade_kimg * 1000))
+    assert (last.resolution, last.alpha) == (cfg.resolution, 1.0)
 
 
 def test_stylegan2_widths_are_config_f():
