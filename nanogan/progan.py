@@ -96,7 +96,8 @@ PRESETS = {
     # channels; SWD fell from 20.4 to 10.7 on 10,000 images (the table's former latents; 11.1
     # on its present ones) in the same half hour.
     # EMA: a half-life of 138 steps (2.2 kimg) instead of 0.999's 693 steps, which would still
-    # carry the 16² network's weights into the first part of the 32² stage.
+    # carry the 16² network's weights into the first part of the 32² stage (measured: 0.998 and
+    # 0.999 score no better at 140 kimg and worse at 120; lesson 07).
     "tiny": Config(z_dim=128, fmap_base=512, fmap_max=64, batch_size=16,
                    stabilize_kimg=20, fade_kimg=10, ema_beta=0.995, kimg=140),
     # Appendix A.1: CelebA-HQ 1024², 800k images per phase: 800 + 8 × 1600 = 13600 kimg
