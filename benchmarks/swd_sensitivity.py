@@ -11,7 +11,8 @@ Three tables, each SWD ×10³ per pyramid level (32², 16²) and their average, 
 3. `rebalanced`: each model's own images, a random subset against a class-balanced one
    (an equal number per class, as the classifier assigns them) — what the imbalance costs it.
 
-    python benchmarks/swd_sensitivity.py runs/progan-tiny --out benchmarks/results/swd_sensitivity.json
+    python benchmarks/swd_sensitivity.py runs/progan-tiny runs/stylegan2-tiny \
+        --out benchmarks/results/swd_sensitivity.json
 
 (a model whose rarest class has fewer than --per-class images among 2 × --num-images is skipped
 in the third table). About 20 CPU-minutes on 2 cores.
