@@ -3,7 +3,8 @@
 Three tables, each SWD ×10³ per pyramid level (32², 16²) and their average, against the test split:
 
 1. `perturbations`: train images changed in one known way (Gaussian noise, a [1, 2, 1]² blur,
-   random shifts, a 5% zoom, a grey-level gamma, a left-right flip) — how far each moves SWD.
+   random shifts, a 5% zoom, a grey-level gamma, a left-right flip, a faint haze on the black
+   background) — how far each moves SWD.
 2. `class_mixture`: train images drawn with each model's class shares (from the evaluation
    table, `eval.json`): what the generator's class imbalance alone would cost on perfect images.
    The shares are the classifier's labels of generated images (93% accurate on the test split,
@@ -58,6 +59,13 @@ def zoom(x: torch.Tensor, factor: float) -> torch.Tensor:
 
 def gamma(x: torch.Tensor, g: float) -> torch.Tensor:
     return ((x + 1) / 2) ** g * 2 - 1
+
+
+def haze(x: torch.Tensor, levels: int, generator: torch.Generator) -> torch.Tensor:
+    """Every exactly black pixel raised by a uniform draw of 0 to `levels` grey levels (of 255),
+    the rest unchanged: the faint background of a linear-output generator (lesson 30)."""
+    lift = torch.rand(x.shape, generator=generator) * (2 * levels / 255)
+    return torch.where(x <= -1, x + lift, x)
 
 
 def with_shares(labels: torch.Tensor, shares: torch.Tensor, n: int,
@@ -122,6 +130,9 @@ def main() -> None:
         "gamma 0.8": gamma(train, 0.8),
         "left-right flip": train.flip(3),
     }
+    # Their own stream, so that the rows above and the class draws below keep theirs.
+    g_haze = torch.Generator().manual_seed(args.seed + 1)
+    perturbed |= {f"background haze, 0–{k} grey levels": haze(train, k, g_haze) for k in (10, 20)}
     out: dict = {"num_images": n, "per_class": args.per_class,
                  "rebalanced_images": len(CLASSES) * args.per_class, "seed": args.seed,
                  "perturbations": {}, "class_mixture": {}, "rebalanced": {}}

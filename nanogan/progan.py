@@ -36,6 +36,7 @@ from nanogan.fade import downscale2x, fade_in, growth_stage, resize_reals, upsca
 from nanogan.images import upscale
 from nanogan.losses import lsgan_d_loss, lsgan_g_loss, wgan_d_loss, wgan_g_loss
 from nanogan.minibatch_std import minibatch_std
+from nanogan.output_range import check_output, to_range
 from nanogan.penalties import gradient_penalty
 from nanogan.pixelnorm import pixel_norm
 from nanogan.randomness import seed_latents
@@ -62,6 +63,7 @@ class Config:
     stabilize_kimg: float = 800.0
     fade_kimg: float = 800.0
     ema_beta: float = 0.999
+    output: str = "linear"  # G's last layer: linear (the paper), clamp or tanh (output_range.py)
     kimg: float = 12000.0
     augment: str = "none"  # D's view: "none", "ada" or "diffaugment" (recipe.AUGMENTS)
     ada_target: float = 0.6  # ADA (arXiv:2006.06676) §3: the r_t that p steers toward
@@ -71,6 +73,7 @@ class Config:
     def validate(self) -> None:
         check_resolution(self.resolution)
         recipe.check_augment(self)
+        check_output(self.output)
         if self.loss not in ("wgan", "lsgan"):
             raise ConfigError(f"loss must be 'wgan' or 'lsgan', got {self.loss!r}")
         if self.augment == "ada":  # r_t = E[sign D(x_real)] assumes D's boundary is at 0
@@ -146,7 +149,7 @@ class Generator(nn.Module):
         rgb = self.to_rgb[str(resolution)](x)
         if alpha < 1 and resolution > 4:
             rgb = fade_in(alpha, upscale2x(self.to_rgb[str(resolution // 2)](previous)), rgb)
-        return rgb
+        return to_range(rgb, self.cfg.output)
 
 
 class Discriminator(nn.Module):

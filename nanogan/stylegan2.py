@@ -55,6 +55,7 @@ from nanogan.minibatch_std import minibatch_std
 from nanogan.mixing import draw_crossover, mix_styles
 from nanogan.modulation import ModulatedConv2d, ToRGB, full_precision
 from nanogan.noise import NoiseInput
+from nanogan.output_range import check_output, to_range
 from nanogan.path_length import PathLengthPenalty, path_lengths
 from nanogan.penalties import r1_penalty
 from nanogan.randomness import seed_latents
@@ -101,6 +102,7 @@ class Config:
     ema_rampup: float | None = None
     num_fp16_res: int = 4  # under autocast, reduced precision in this many top resolutions only
     conv_clamp: float | None = 256.0  # fp16 blocks clamp activations here (None: never)
+    output: str = "linear"  # G's last layer: linear (the paper), clamp or tanh (output_range.py)
     kimg: float = 25000.0
     augment: str = "none"  # D's view: "none", "ada" or "diffaugment" (recipe.AUGMENTS)
     ada_target: float = 0.6  # ADA (arXiv:2006.06676) §3: the r_t that p steers toward
@@ -123,6 +125,7 @@ class Config:
     def validate(self) -> None:
         check_resolution(self.resolution, low=8)
         recipe.check_augment(self)
+        check_output(self.output)
         if self.num_fp16_res < 0:
             raise ConfigError(f"num_fp16_res must be >= 0 (0: fp32 everywhere, StyleGAN2-ADA: "
                               f"4), got {self.num_fp16_res}")
@@ -240,7 +243,7 @@ class Generator(nn.Module):
                 y = clamp(rgb(x, ws[:, 2 * block + 1]), limit)  # tRGB: the next block's style
             with full_precision(kind):  # the image sums in fp32
                 image = widen(y) if image is None else upsample2d(image, self.kernel) + widen(y)
-        return image
+        return to_range(image, self.cfg.output)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None, *,
                 mix_z: torch.Tensor | None = None, crossover: torch.Tensor | None = None,

@@ -38,6 +38,7 @@ PROGAN_COMMON = [
     ("gp_target", 1.0, "WGAN-GP: ‖∇‖ → 1 (ProGAN's γ = 750 is CIFAR-10 only, §6.5)"),
     ("drift", 0.001, "A.1: ε_drift = 0.001"),
     ("ema_beta", 0.999, "A.1: exponential moving average of G with decay 0.999"),
+    ("output", "linear", "A.1: every layer leaky ReLU except the last, which is linear"),
 ]
 STYLEGAN2_COMMON = [
     ("channels", 3, "Tables 1 and 3: RGB FFHQ and LSUN"),
@@ -119,6 +120,7 @@ FROM_CODE = {
         ("mbstd_group", 4, "official code: minibatch-std group of 4"),
         ("ema_kimg", 10.0, "official code: G_ema half-life 10 kimg"),
         ("ema_rampup", None, "official code: no ramp-up (StyleGAN2-ADA adds 0.05)"),
+        ("output", "linear", "official code: G's image is the linear sum of the tRGBs"),
     ],
     "biggan": [
         ("shared_dim", 128, "authors' code: a 128-d shared class embedding"),

@@ -105,7 +105,7 @@ def test_main_writes_the_three_tables(tmp_path, monkeypatch, capsys):
                                       "--out", str(out)])
     sens.main()
     result = json.loads(out.read_text())
-    assert len(result["perturbations"]) == 11
+    assert len(result["perturbations"]) == 13
     assert result["perturbations"]["none (the floor)"]["swd_avg"] == 0  # the same 20 images
     assert result["perturbations"]["left-right flip"]["swd_avg"] > 0
     assert list(result["class_mixture"]) == ["m `runs/m`"]  # reference rows are skipped
@@ -113,3 +113,13 @@ def test_main_writes_the_three_tables(tmp_path, monkeypatch, capsys):
     assert result["rebalanced"][f"even `{tmp_path / 'even'}`"]["shares"] == [0.1] * 10
     assert "only 0 images of its rarest class among 40; skipped" in capsys.readouterr().err
     assert result["num_images"] == 20 and result["rebalanced_images"] == 20
+
+
+def test_haze_lifts_only_the_black_pixels_by_at_most_the_given_levels():
+    x = images(n=4, seed=1)
+    x[:, :, :6] = -1.0  # a black top half
+    hazed = sens.haze(x, 10, torch.Generator().manual_seed(0))
+    black = x == -1
+    torch.testing.assert_close(hazed[~black], x[~black], rtol=0, atol=0)
+    lift = (hazed[black] + 1) * 127.5  # in grey levels
+    assert lift.min() >= 0 and lift.max() <= 10 and lift.mean() > 3

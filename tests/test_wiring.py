@@ -144,7 +144,8 @@ GAMMA, PL_WEIGHT, PL_DECAY, PL_SHRINK, MIXING = 10.0, 2.0, 0.01, 2, 0.9
 SG2 = dict(resolution=8, channels=1, z_dim=8, w_dim=8, mapping_layers=2, channel_base=64,
            channel_max=8, batch_size=8, lr=0.002, betas=(0.0, 0.99), r1_gamma=GAMMA,
            r1_interval=4, pl_interval=2, pl_weight=PL_WEIGHT, pl_decay=PL_DECAY,
-           pl_batch_shrink=PL_SHRINK, mixing_prob=MIXING, ema_kimg=0.01, ema_rampup=None)
+           pl_batch_shrink=PL_SHRINK, mixing_prob=MIXING, ema_kimg=0.01, ema_rampup=None,
+           output="linear")
 
 
 def sg2_inputs(cfg, draws: Draws, tag: str, n: int) -> dict:
@@ -323,7 +324,7 @@ def test_stylegan2_penalties_run_in_fp32_under_autocast(monkeypatch):
 DRIFT, GP_WEIGHT = 0.001, 10.0
 PG = dict(resolution=8, channels=1, z_dim=8, fmap_base=32, fmap_max=8, batch_size=8,
           stabilize_kimg=0.016, fade_kimg=0.016, lr=1e-3, betas=(0.0, 0.99), loss="wgan",
-          drift=DRIFT, gp_weight=GP_WEIGHT, gp_target=1.0, ema_beta=0.9)
+          drift=DRIFT, gp_weight=GP_WEIGHT, gp_target=1.0, ema_beta=0.9, output="linear")
 
 
 @pytest.fixture(scope="module")
@@ -656,6 +657,44 @@ def test_stylegan2_ada_g_loss_sees_augmented_fakes_and_pl_does_not(sg2_ada_step0
     lengths = sg2_path_lengths(pl.G, sg2_inputs(cfg, draws, "PL", n), y)
     a = pl.pl_mean + PL_DECAY * (lengths.detach().mean() - pl.pl_mean)
     assert_phase(pl, (lengths - a).square().mean() * PL_WEIGHT * cfg.pl_interval, pl.G)
+
+
+def linear_output(G: nn.Module) -> nn.Module:
+    """A copy of G with the papers' linear last layer (output "linear"), the same weights."""
+    raw = copy.deepcopy(G)
+    raw.cfg = dataclasses.replace(raw.cfg, output="linear")
+    return raw
+
+
+@pytest.mark.parametrize("output, squash", [("clamp", lambda u: torch.clamp(u, -1, 1)),
+                                            ("tanh", torch.tanh)])
+@pytest.mark.parametrize("module, overrides", [(stylegan2, SG2), (progan, PG)])
+def test_d_judges_g_through_its_output_function(module, overrides, output, squash):
+    """With output "clamp" or "tanh", the fakes D gets lie in [−1, 1], and G's loss and gradient
+    are those of the loss on torch.clamp / torch.tanh of the linear-output network's images (the
+    clamp's gradient is 0 beyond ±1). The toRGB weights are scaled up so that a good share of the
+    linear outputs lie beyond ±1."""
+    r = make(module, dict(overrides, output=output))
+    suffix = "conv.weight" if module is stylegan2 else "weight"  # not StyleGAN2's affine.weight
+    with torch.no_grad():
+        for name, p in r.G.to_rgb.named_parameters():
+            if name.endswith(suffix):
+                p.mul_(30)
+    tape, seen = Tape(r), []
+    r.D.register_forward_hook(lambda m, args, out: seen.append(args[0].detach()))
+    reals, labels = batch(r.cfg, r.cfg.batch_size, 0)
+    r.train_step(reals, labels)
+    assert seen[1].abs().max() <= 1  # the D phase: reals, then fakes
+    phase = next(p for p in tape.at(0) if p.opt == "opt_G")
+    raw, draws, n = linear_output(phase.G), Draws(r.seed, 0), r.cfg.batch_size
+    if module is stylegan2:
+        images = raw(**sg2_inputs(r.cfg, draws, "G", n))
+        loss = F.softplus(-phase.D(squash(images))).mean()
+    else:
+        images = raw(draws.normal("z_G", (n, r.cfg.z_dim)), 4, 1.0)
+        loss = -phase.D(squash(images), 4, 1.0).mean()
+    assert (images.abs() > 1).float().mean() > 0.2
+    assert_phase(phase, loss, raw)
 
 
 @pytest.mark.parametrize("module, overrides", [(stylegan2, SG2), (progan, PG)])
