@@ -40,6 +40,7 @@ from nanogan.config import ConfigError, check_resolution
 from nanogan.ema import make_ema, update_ema
 from nanogan.losses import hinge_d_loss, hinge_g_loss
 from nanogan.orthogonal import orthogonal_init_, orthogonal_penalty
+from nanogan.output_range import check_output, to_range
 from nanogan.randomness import derive_seed
 from nanogan.spectral_norm import (SNConv2d, SNEmbedding, SNLinear, reset_power_iterations_,
                                    spectral_norms)
@@ -90,6 +91,7 @@ class Config:
     ema_start: int = 20000  # G steps during which the EMA is a copy (BigGAN's code)
     standing_batches: int = 100  # Appendix C.1: "typically 100" forward passes
     standing_batch_size: int = 64
+    output: str = "tanh"  # G's last layer: tanh (Table 4) or one of output_range.OUTPUTS
     kimg: float = 600000.0  # ≈ 146k iterations of 2 × 2048; Table 1 row 8 collapsed at 165k
     augment: str = "none"  # D's view: "none", "ada" or "diffaugment" (recipe.AUGMENTS)
     ada_target: float = 0.6  # ADA (arXiv:2006.06676) §3: the r_t that p steers toward
@@ -103,6 +105,7 @@ class Config:
     def validate(self) -> None:
         check_resolution(self.resolution, low=32, high=512)
         recipe.check_augment(self)
+        check_output(self.output)
         if self.num_classes < 1:
             raise ConfigError("BigGAN is class-conditional: num_classes must be >= 1")
         chunks = self.num_blocks + 1
@@ -215,7 +218,7 @@ class Generator(nn.Module):
             h = block(h, torch.cat([e, z_i], dim=1))  # each block: [shared embedding ‖ its chunk]
             if str(i) in self.attention:
                 h = self.attention[str(i)](h)
-        return torch.tanh(self.out_conv(F.relu(self.out_bn(h))))
+        return to_range(self.out_conv(F.relu(self.out_bn(h))), self.cfg.output)
 
 
 class Discriminator(nn.Module):

@@ -102,7 +102,7 @@ class Config:
     ema_rampup: float | None = None
     num_fp16_res: int = 4  # under autocast, reduced precision in this many top resolutions only
     conv_clamp: float | None = 256.0  # fp16 blocks clamp activations here (None: never)
-    output: str = "linear"  # G's last layer: linear (the paper), clamp or tanh (output_range.py)
+    output: str = "linear"  # G's last layer: linear (the paper) or one of output_range.OUTPUTS
     kimg: float = 25000.0
     augment: str = "none"  # D's view: "none", "ada" or "diffaugment" (recipe.AUGMENTS)
     ada_target: float = 0.6  # ADA (arXiv:2006.06676) §3: the r_t that p steers toward

@@ -68,6 +68,7 @@ BIGGAN_COMMON = [
     ("ortho_beta", 1e-4, "§3.1, Eq. 3: we sweep β and select 10⁻⁴"),
     ("ema_decay", 0.9999, "§3, Appendix C: EMA of G's weights with decay 0.9999"),
     ("standing_batches", 100, "Appendix C.1: standing statistics over typically 100 passes"),
+    ("output", "tanh", "Tables 4–6: G ends in BN, ReLU, 3×3 conv to RGB, then Tanh"),
 ]
 
 PAPER = {

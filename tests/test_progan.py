@@ -1,6 +1,9 @@
 """ProGAN assembled: Table 2's widths and sizes, fades that start exactly where the previous
 resolution ended, the training recipe, and exact resumption."""
 
+import copy
+import dataclasses
+
 import pytest
 import torch
 from strategies import generator
@@ -48,6 +51,32 @@ def test_generator_fade_starts_at_the_previous_resolution(nets, resolution):
     G, _ = nets
     z = torch.randn(8, SMALL.z_dim, generator=generator(2))
     torch.testing.assert_close(G(z, resolution, 0.0), upscale2x(G(z, resolution // 2, 1.0)))
+
+
+@pytest.mark.parametrize("output, squash", [
+    ("clamp", lambda u: torch.clamp(u, -1, 1)), ("tanh", torch.tanh),
+    ("tanh_clamp", lambda u: torch.clamp(1.03 * torch.tanh(u), -1, 1))])
+def test_generator_applies_its_output_function_once_after_the_fade(output, squash):
+    """Mid-fade (α = 0.3 into 16²) the image is the output function of the blend
+    u₈↑ + α·(u₁₆ − u₈↑) of the two linear toRGB images, applied once; applied to each toRGB
+    image before the blend it would give another image. toRGB's weights are scaled up so that a
+    good share of the linear values lie beyond ±1."""
+    torch.manual_seed(0)  # module initialisation
+    linear = progan.Generator(SMALL)
+    with torch.no_grad():
+        for p in linear.to_rgb.parameters():
+            p.mul_(30)
+    G = copy.deepcopy(linear)
+    G.cfg = dataclasses.replace(SMALL, output=output)
+    z = torch.randn(8, SMALL.z_dim, generator=generator(4))
+    with torch.no_grad():
+        low, high = upscale2x(linear(z, 8, 1.0)), linear(z, 16, 1.0)
+        blend = low + 0.3 * (high - low)
+        images = G(z, 16, 0.3)
+    assert (blend.abs() > 1).float().mean() > 0.2
+    torch.testing.assert_close(images, squash(blend))
+    before = squash(low) + 0.3 * (squash(high) - squash(low))
+    assert (images - before).abs().max() > 0.1
 
 
 @pytest.mark.parametrize("resolution", [8, 16])

@@ -666,8 +666,9 @@ def linear_output(G: nn.Module) -> nn.Module:
     return raw
 
 
-@pytest.mark.parametrize("output, squash", [("clamp", lambda u: torch.clamp(u, -1, 1)),
-                                            ("tanh", torch.tanh)])
+@pytest.mark.parametrize("output, squash", [
+    ("clamp", lambda u: torch.clamp(u, -1, 1)), ("tanh", torch.tanh),
+    ("tanh_clamp", lambda u: torch.clamp(1.03 * torch.tanh(u), -1, 1))])
 @pytest.mark.parametrize("module, overrides", [(stylegan2, SG2), (progan, PG)])
 def test_d_judges_g_through_its_output_function(module, overrides, output, squash):
     """With output "clamp" or "tanh", the fakes D gets lie in [−1, 1], and G's loss and gradient
