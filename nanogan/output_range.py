@@ -17,7 +17,7 @@ SWD's detail level charges such a haze (lesson 30, "The black background"). The 
                                      8-bit black needs u < −3.1
     tanh_clamp:
              y = clamp(1.03·tanh(u), −1, 1)
-                                     tanh with 3% headroom: exactly ±1 from |u| ≈ 2.09
+                                     tanh with 3% headroom: exactly ±1 from |u| ≈ 2.11
                                      (atanh(1/1.03)), where tanh's slope is already 0.06
 
 Measured on the tiny presets (lesson 30): the clamp removes the haze but leaves too much
@@ -37,7 +37,9 @@ import torch
 from nanogan.config import ConfigError
 
 OUTPUTS = ("linear", "clamp", "tanh", "tanh_clamp")
-HEADROOM = 1.03  # tanh_clamp: the stretch before the clamp
+# tanh_clamp's stretch before the clamp: part of the option's definition, not a setting (a
+# stored model says only "tanh_clamp"; another stretch would need another name).
+HEADROOM = 1.03
 
 
 def check_output(output: str) -> None:

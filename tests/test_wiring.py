@@ -671,10 +671,10 @@ def linear_output(G: nn.Module) -> nn.Module:
     ("tanh_clamp", lambda u: torch.clamp(1.03 * torch.tanh(u), -1, 1))])
 @pytest.mark.parametrize("module, overrides", [(stylegan2, SG2), (progan, PG)])
 def test_d_judges_g_through_its_output_function(module, overrides, output, squash):
-    """With output "clamp" or "tanh", the fakes D gets lie in [−1, 1], and G's loss and gradient
-    are those of the loss on torch.clamp / torch.tanh of the linear-output network's images (the
-    clamp's gradient is 0 beyond ±1). The toRGB weights are scaled up so that a good share of the
-    linear outputs lie beyond ±1."""
+    """With output "clamp", "tanh" or "tanh_clamp", the fakes D gets lie in [−1, 1], and G's loss
+    and gradient are those of the loss on the function (torch's clamp and tanh) of the
+    linear-output network's images (the clamps' gradient is 0 where they cut). The toRGB
+    weights are scaled up so that a good share of the linear outputs lie beyond ±1."""
     r = make(module, dict(overrides, output=output))
     suffix = "conv.weight" if module is stylegan2 else "weight"  # not StyleGAN2's affine.weight
     with torch.no_grad():
