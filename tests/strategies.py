@@ -1,4 +1,4 @@
-"""Hypothesis strategies and seeded generators shared by the test files."""
+"""Hypothesis strategies, seeded generators and references shared by the test files."""
 
 import torch
 from hypothesis import strategies as st
@@ -10,6 +10,15 @@ small = st.integers(min_value=1, max_value=6)
 def generator(seed: int) -> torch.Generator:
     """A CPU generator seeded by `seed`: the only source of randomness in tests."""
     return torch.Generator().manual_seed(seed)
+
+
+# G's output functions (nanogan/output_range.py) written from their formulas with torch's own
+# tanh and clamp: the reference the models' outputs are checked against.
+OUTPUT_REFERENCES = {
+    "clamp": lambda u: torch.clamp(u, -1, 1),
+    "tanh": torch.tanh,
+    "tanh_clamp": lambda u: torch.clamp(1.03 * torch.tanh(u), -1, 1),
+}
 
 
 def randn(*shape: int, seed: int = 0, dtype: torch.dtype = torch.float32) -> torch.Tensor:

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import pytest
 import torch
 import torch.nn.functional as F
-from strategies import generator
+from strategies import OUTPUT_REFERENCES, generator
 from torch import nn
 
 from nanogan import biggan, progan, stylegan2
@@ -666,16 +666,14 @@ def linear_output(G: nn.Module) -> nn.Module:
     return raw
 
 
-@pytest.mark.parametrize("output, squash", [
-    ("clamp", lambda u: torch.clamp(u, -1, 1)), ("tanh", torch.tanh),
-    ("tanh_clamp", lambda u: torch.clamp(1.03 * torch.tanh(u), -1, 1))])
+@pytest.mark.parametrize("output", sorted(OUTPUT_REFERENCES))
 @pytest.mark.parametrize("module, overrides", [(stylegan2, SG2), (progan, PG)])
-def test_d_judges_g_through_its_output_function(module, overrides, output, squash):
+def test_d_judges_g_through_its_output_function(module, overrides, output):
     """With output "clamp", "tanh" or "tanh_clamp", the fakes D gets lie in [−1, 1], and G's loss
     and gradient are those of the loss on the function (torch's clamp and tanh) of the
     linear-output network's images (the clamps' gradient is 0 where they cut). The toRGB
     weights are scaled up so that a good share of the linear outputs lie beyond ±1."""
-    r = make(module, dict(overrides, output=output))
+    r, squash = make(module, dict(overrides, output=output)), OUTPUT_REFERENCES[output]
     suffix = "conv.weight" if module is stylegan2 else "weight"  # not StyleGAN2's affine.weight
     with torch.no_grad():
         for name, p in r.G.to_rgb.named_parameters():
