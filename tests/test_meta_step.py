@@ -23,11 +23,13 @@ import pytest
 import torch
 
 from nanogan import biggan, progan, stylegan2
+from test_recipe import SG2_REGULARIZED
 
 SMALL = {  # (module, changes to the tiny preset, steps): every kind of step the model takes
     # R1 every 2nd step, path length every 3rd: steps 0–5 hold each combination
-    "stylegan2": (stylegan2, dict(channel_base=256, channel_max=16, z_dim=16, w_dim=16,
-                                  batch_size=8, r1_interval=2, pl_interval=3), 6),
+    "stylegan2": (stylegan2, SG2_REGULARIZED | dict(channel_base=256, channel_max=16, z_dim=16,
+                                                    w_dim=16, batch_size=8, r1_interval=2,
+                                                    pl_interval=3), 6),
     # phases of two steps each (batch 16): 4², fade to 8² (α 0, ½), 8², …, fade to 32²
     "progan": (progan, dict(stabilize_kimg=0.032, fade_kimg=0.032), 12),
     # every step alike (two D steps, one G step); a meta step takes ~0.7 s here

@@ -24,6 +24,7 @@ import torch
 from PIL import Image
 from rich.console import Console
 from safetensors.torch import load_file
+from test_recipe import SG2_REGULARIZED
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,7 +35,8 @@ TINY = {
                "--batch-size", "8", "--resolution", "8"],
     "stylegan2": ["--set", "z_dim=8", "--set", "w_dim=8", "--set", "mapping_layers=2",
                   "--set", "channel_base=64", "--set", "channel_max=8", "--set", "r1_interval=2",
-                  "--set", "pl_interval=3", "--batch-size", "8", "--resolution", "8"],
+                  "--set", "pl_interval=3", "--batch-size", "8", "--resolution", "8",
+                  *[a for k, v in SG2_REGULARIZED.items() for a in ("--set", f"{k}={v}")]],
     "biggan": ["--set", "ch=4", "--set", "z_dim=16", "--set", "shared_dim=4",
                "--set", "standing_batches=1", "--set", "standing_batch_size=8",
                "--batch-size", "8", "--resolution", "32"],

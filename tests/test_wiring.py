@@ -144,8 +144,8 @@ GAMMA, PL_WEIGHT, PL_DECAY, PL_SHRINK, MIXING = 10.0, 2.0, 0.01, 2, 0.9
 SG2 = dict(resolution=8, channels=1, z_dim=8, w_dim=8, mapping_layers=2, channel_base=64,
            channel_max=8, batch_size=8, lr=0.002, betas=(0.0, 0.99), r1_gamma=GAMMA,
            r1_interval=4, pl_interval=2, pl_weight=PL_WEIGHT, pl_decay=PL_DECAY,
-           pl_batch_shrink=PL_SHRINK, mixing_prob=MIXING, ema_kimg=0.01, ema_rampup=None,
-           output="linear")
+           pl_batch_shrink=PL_SHRINK, mixing_prob=MIXING, mbstd_group=4, ema_kimg=0.01,
+           ema_rampup=None, output="linear")
 
 
 def sg2_inputs(cfg, draws: Draws, tag: str, n: int) -> dict:
