@@ -55,10 +55,11 @@ sys.path.insert(0, str(ROOT))
 from nanogan import models  # noqa: E402
 from nanogan.fade import images_until_final  # noqa: E402
 
-# The tiny StyleGAN2 preset turns off path length and style mixing and widens the minibatch-std
-# groups (StyleGAN2-ADA's `cifar` settings); rows that time every regularizer put config F's back.
+# The tiny StyleGAN2 preset turns off path length and style mixing, widens the minibatch-std
+# groups (StyleGAN2-ADA's `cifar` settings) and clamps G's image; rows that time every
+# regularizer (and the reference port's protocol) put config F's back.
 SG2_REGULARIZED = {k: getattr(models.MODELS["stylegan2"].PRESETS["paper256"], k)
-                   for k in ("pl_weight", "mixing_prob", "mbstd_group")}
+                   for k in ("pl_weight", "mixing_prob", "mbstd_group", "output")}
 # name -> (model, config overrides, notes). Widths are per resolution, as in the protocol.
 SG2_REF = SG2_REGULARIZED | dict(resolution=32, channels=3, z_dim=512, w_dim=512, mapping_layers=8,
                                  batch_size=32, r1_interval=16, pl_interval=4, pl_batch_shrink=2)

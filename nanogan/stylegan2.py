@@ -134,31 +134,32 @@ class Config:
                               f"{self.conv_clamp}")
         if self.batch_size % self.mbstd_group:
             raise ConfigError(f"batch_size {self.batch_size} must be a multiple of the "
-                              f"minibatch-std group size {self.mbstd_group}")
+                              f"minibatch-std group size {self.mbstd_group} (or set "
+                              f"mbstd_group=N with N dividing {self.batch_size})")
         if self.batch_size % self.pl_batch_shrink:
             raise ConfigError(f"batch_size {self.batch_size} must be divisible by "
                               f"pl_batch_shrink {self.pl_batch_shrink}")
 
 
 PRESETS = {
-    # 32×32 Fashion-MNIST in under 30 minutes on 2 CPU cores (130 kimg at 81-101 img/s: 21-27
-    # min): 32 channels at every resolution, the paper's mapping and optimizer. Half an hour is
-    # too short for the width to be the limit: side by side for 25 minutes on one core each (one
-    # run each), 32 channels saw 84 kimg to 64 channels' 37 and drew better images (classifier-FID
-    # 270 against 443 on 2,000 images), although per image seen 64 channels learnt faster (lesson
-    # 17, "Train it"). Batch 16: a CPU shows as many images per second as at 32 but takes twice
-    # the steps, and in equal time short runs reached garment shapes sooner. γ = 1, far above
-    # StyleGAN2-ADA's heuristic 0.0002·r²/batch (6.6 at 1024² and batch 32, 0.01 at 32² and batch
-    # 16): at 90 kimg, γ = 0.01 / 0.1 / 1 scored classifier-FID 440 / 300 / 203 and SWD 38.6 /
-    # 26.0 / 16.6 on 2,000 images (one run each; lesson 17, "Train it"). EMA: half-life 5% of the
-    # images seen (ADA's ramp-up), at most 5 kimg, instead of the 10 kimg that suits a 25 000
-    # kimg run. From StyleGAN2-ADA's `cifar` configuration (its setting for 32×32 images): no
-    # path-length penalty, no style mixing, the minibatch-std statistic over larger groups (16,
-    # the whole batch; `cifar`: 32). With G's image clamped to [−1, 1] as D sees it (clamp: the
-    # black background without the haze a linear sum leaves around −1, output_range.py), SWD on
-    # the README's table protocol went 16.3 → 9.6 and classifier-FID 204 → 99 (one run on one
-    # core; lesson 17, "Train it"); neither change alone came close (cifar settings 11.7, clamp
-    # alone 17.1).
+    # 32×32 Fashion-MNIST in under 30 minutes on 2 CPU cores (130 kimg in 20.0 min at 108 img/s,
+    # the README command): 32 channels at every resolution, the paper's mapping and optimizer.
+    # Half an hour is too short for the width to be the limit: side by side for 25 minutes on one
+    # core each (one run each), 32 channels saw 84 kimg to 64 channels' 37 and drew better images
+    # (classifier-FID 270 against 443 on 2,000 images), although per image seen 64 channels learnt
+    # faster (lesson 17, "Train it"). Batch 16: a CPU shows as many images per second as at 32 but
+    # takes twice the steps, and in equal time short runs reached garment shapes sooner. γ = 1,
+    # far above StyleGAN2-ADA's heuristic 0.0002·r²/batch (6.6 at 1024² and batch 32, 0.01 at 32²
+    # and batch 16): at 90 kimg, γ = 0.01 / 0.1 / 1 scored classifier-FID 440 / 300 / 203 and SWD
+    # 38.6 / 26.0 / 16.6 on 2,000 images (one run each; γ = 10 was worse). EMA: half-life 5% of
+    # the images seen (ADA's ramp-up), at most 5 kimg, instead of the 10 kimg that suits a 25 000
+    # kimg run. From StyleGAN2-ADA's `cifar` configuration (among its settings for 32×32 images):
+    # no path-length penalty (so G's Adam is not rescaled for lazy steps either), no style mixing,
+    # the minibatch-std statistic over larger groups (16, the whole batch; `cifar`: 32). And G's
+    # image clamped to [−1, 1] as D sees it (no haze around the black background, output_range.py).
+    # README command, table protocol: SWD 16.3 → 8.8, classifier-FID 204 → 90, recall 0.04 → 0.18.
+    # One run each on one core: the cifar settings alone 11.7 (FID 189), the clamp alone 17.1
+    # (FID 143), both 9.6 (FID 99); not ablated further (lesson 17, "Train it").
     "tiny": Config(resolution=32, channels=1, channel_base=1024, channel_max=32, batch_size=16,
                    r1_gamma=1.0, ema_kimg=5.0, ema_rampup=0.05, kimg=130, mbstd_group=16,
                    mixing_prob=0.0, pl_weight=0.0, output="clamp"),

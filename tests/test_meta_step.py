@@ -30,6 +30,10 @@ SMALL = {  # (module, changes to the tiny preset, steps): every kind of step the
     "stylegan2": (stylegan2, SG2_REGULARIZED | dict(channel_base=256, channel_max=16, z_dim=16,
                                                     w_dim=16, batch_size=8, r1_interval=2,
                                                     pl_interval=3), 6),
+    # the preset as shipped, shrunk: batch 16 in one minibatch-std group, no path length, no
+    # mixing, clamped output (the steps above put config F's regularizers back)
+    "stylegan2 tiny as shipped": (stylegan2, dict(channel_base=256, channel_max=16, z_dim=16,
+                                                  w_dim=16), 2),
     # phases of two steps each (batch 16): 4², fade to 8² (α 0, ½), 8², …, fade to 32²
     "progan": (progan, dict(stabilize_kimg=0.032, fade_kimg=0.032), 12),
     # every step alike (two D steps, one G step); a meta step takes ~0.7 s here
@@ -84,6 +88,8 @@ def test_training_steps_run_on_the_meta_device(name, augment):
     assert recipe.step == steps
     if name == "stylegan2":
         assert {"r1", "pl"} <= logged, "the lazy R1 and path-length steps did not run"
+    if name == "stylegan2 tiny as shipped":
+        assert "r1" in logged and "pl" not in logged, "R1 on step 0, no path length (pl_weight 0)"
     if name == "progan":
         assert recipe.stage_index == 3, "the steps did not reach the 32² fade"
     assert stats and all(isinstance(v, torch.Tensor) and v.is_meta for v in stats.values())

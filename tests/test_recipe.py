@@ -63,10 +63,11 @@ def test_a_batch_that_does_not_split_is_refused():
         Toy(ToyConfig(), accumulate=3)
 
 
-# The paper's path length, style mixing and minibatch-std groups, which StyleGAN2's tiny preset
-# turns off (StyleGAN2-ADA's `cifar` settings): put back wherever every kind of step is tested.
+# Config F's path length, style mixing, minibatch-std groups of 4 and linear output, which
+# StyleGAN2's tiny preset replaces (StyleGAN2-ADA's `cifar` settings and a clamp): put back
+# wherever every kind of step is tested (test_meta_step also runs the preset as shipped).
 SG2_REGULARIZED = {k: getattr(models.MODELS["stylegan2"].PRESETS["paper256"], k)
-                   for k in ("pl_weight", "mixing_prob", "mbstd_group")}
+                   for k in ("pl_weight", "mixing_prob", "mbstd_group", "output")}
 # Every registered model, shrunk to CPU milliseconds.
 SMALL = {
     "progan": dict(resolution=8, channels=1, z_dim=8, fmap_base=32, fmap_max=8, batch_size=8,
