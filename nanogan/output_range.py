@@ -25,8 +25,9 @@ black (a pixel below −1 gets no gradient while the slope there would be 1); ta
 haze and too little black, lowered ProGAN's SWD from 11.1 to 10.5 and raised StyleGAN2's from
 16.3 to 26.8; tanh_clamp took ProGAN to 8.3 (README command, one run each) and is its tiny
 preset's last layer. StyleGAN2's tiny preset, without path length and style mixing (lesson
-17), ends in the clamp: 11.7 → 9.6 against its linear sum (one run each on one core). The
-paper presets end G as their papers do (BigGAN: tanh).
+17), ends in the clamp: 11.7 → 9.6 against its linear sum (one run each on one core), and so
+does BigGAN's, with a shorter EMA (lesson 25). The paper presets end G as their papers do
+(BigGAN: tanh).
 
 Shapes: any -> the same shape.
 Lesson: lessons/30_evaluation.md ("The black background")
