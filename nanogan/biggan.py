@@ -130,16 +130,16 @@ class Config:
 
 
 PRESETS = {
-    # 32×32 Fashion-MNIST, 10 classes, in under 30 minutes on 2 CPU cores (300 kimg at 175-190
+    # 32×32 Fashion-MNIST, 10 classes, in under 30 minutes on 2 CPU cores (300 kimg at 174-190
     # real images/s). Learning rates: twice SAGAN's 1e-4 / 4e-4 (BigGAN halves those for batch
-    # 2048): at equal CPU time they halved SWD and cut FID by 40% at 130 kimg; the finished
-    # model's classifier-FID is half the old rates' (lessons/25_biggan.md, "The tiny preset's
+    # 2048): at equal CPU time they halved SWD and cut FID by 40% at 130 kimg; the 320-kimg
+    # model's classifier-FID was half the old rates' (lessons/25_biggan.md, "The tiny preset's
     # learning rates"). G_ema's decay 0.995 is a half-life of 8.9 kimg (2 × 32 images per G
-    # step), as StyleGAN2's 10; 0.999 (44 kimg, 14% of the run) blurred the detail: on one run,
-    # SWD 12.2 -> 10.8 and classifier-FID 58 -> 47. G ends in the clamp (the paper: tanh).
-    # Standing statistics over 8 passes (the paper: ~100): the trainer refreshes them before
-    # every grid and snapshot, ~0.28 s a pass on 2 cores (lessons/25_biggan.md, "The tiny
-    # preset's EMA and last layer").
+    # step), near StyleGAN2's 10; 0.999 (44 kimg, 14% of the 320-kimg run) blurred the detail
+    # (one run resumed at 280 kimg with 0.995: SWD 12.2 -> 10.8, classifier-FID 58 -> 47).
+    # G ends in the clamp (the paper: tanh). Standing statistics over 8 passes (the paper:
+    # ~100): the trainer refreshes them before every grid and snapshot, ~0.28 s a pass on 2
+    # cores (lessons/25_biggan.md, "The tiny preset's EMA and last layer").
     "tiny": Config(resolution=32, channels=1, num_classes=10, ch=8, z_dim=64, shared_dim=32,
                    attention=16, d_attention=16, batch_size=32, lr_G=2e-4, lr_D=8e-4,
                    ema_decay=0.995, ema_start=1000, standing_batches=8, output="clamp", kimg=300),

@@ -316,8 +316,11 @@ def test_biggan_classes_and_threshold_rows(files, folder_data, tmp_path):
     m = files["biggan"]
     ok("classes", m, "--classes", "3,1", "--seeds", "0-2", "--out", tmp_path / "c.png")
     ok("grid", m, "--seeds", "0-2", "--class", "1", "--columns", 3, "--out", tmp_path / "g.png")
-    assert np.array_equal(cells(png(tmp_path / "c.png"), 2, 3)[1],
-                          cells(png(tmp_path / "g.png"), 1, 3)[0])
+    # The same seeds and class in batches of 6 and 3: equal up to float rounding (~5e-7), which
+    # can move a pixel across an 8-bit level (the tiny preset's clamp does not squeeze it as tanh did).
+    in_classes = cells(png(tmp_path / "c.png"), 2, 3)[1].astype(int)
+    in_grid = cells(png(tmp_path / "g.png"), 1, 3)[0].astype(int)
+    assert np.abs(in_classes - in_grid).max() <= 1 and (in_classes == in_grid).mean() > 0.99
     ok("truncation", m, "--seeds", "0-5", "--class", "2", "--out", tmp_path)
     rows = cells(png(tmp_path / "truncation.png"), 5, 6).astype(float)  # τ = 2, 1.5, 1, 0.5, 0.04
     spread = rows.std(axis=1).mean(axis=(1, 2))
