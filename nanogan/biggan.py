@@ -91,6 +91,7 @@ class Config:
     ema_start: int = 20000  # G steps during which the EMA is a copy (BigGAN's code)
     standing_batches: int = 100  # Appendix C.1: "typically 100" forward passes
     standing_batch_size: int = 64
+    preview_batches: int = 0  # passes before each grid, snapshot or metric on the way (0: all)
     output: str = "tanh"  # G's last layer: tanh (Table 4) or one of output_range.OUTPUTS
     kimg: float = 600000.0  # ≈ 146k iterations of 2 × 2048; Table 1 row 8 collapsed at 165k
     augment: str = "none"  # D's view: "none", "ada" or "diffaugment" (recipe.AUGMENTS)
@@ -115,8 +116,13 @@ class Config:
             raise ConfigError(f"z_dim {self.z_dim} must split into {chunks} equal chunks (one for "
                               f"the dense layer, one per block) at resolution {self.resolution}; "
                               f"try {hint}")
-        if min(self.ch, self.shared_dim, self.batch_size, self.d_steps) < 1:
-            raise ConfigError("ch, shared_dim, batch_size and d_steps must be >= 1")
+        if min(self.ch, self.shared_dim, self.batch_size, self.d_steps, self.standing_batches,
+               self.standing_batch_size) < 1:
+            raise ConfigError("ch, shared_dim, batch_size, d_steps, standing_batches and "
+                              "standing_batch_size must be >= 1")
+        if self.preview_batches < 0:
+            raise ConfigError(f"preview_batches must be >= 0 (0: all {self.standing_batches} "
+                              f"standing_batches), got {self.preview_batches}")
         g_sizes = {8 * 2**i: m * self.ch for i, m in enumerate(G_ARCH[self.resolution][1:])}
         d_sizes, size = {}, self.resolution
         for m, down in D_ARCH[self.resolution]:
@@ -137,12 +143,12 @@ PRESETS = {
     # learning rates"). G_ema's decay 0.995 is a half-life of 8.9 kimg (2 × 32 images per G
     # step), near StyleGAN2's 10; 0.999 (44 kimg, 14% of the 320-kimg run) blurred the detail
     # (one run resumed at 280 kimg with 0.995: SWD 12.2 -> 10.8, classifier-FID 58 -> 47).
-    # G ends in the clamp (the paper: tanh). Standing statistics over 8 passes (the paper:
-    # ~100): the trainer refreshes them before every grid and snapshot, ~0.28 s a pass on 2
-    # cores (lessons/25_biggan.md, "The tiny preset's EMA and last layer").
+    # G ends in the clamp (the paper: tanh). Standing statistics over the paper's 100 passes for
+    # the files the run ends with (~7 s on 2 cores), over 8 before each of the ~75 grids and 30
+    # snapshots on the way (lessons/25_biggan.md, "Standing statistics for the model file").
     "tiny": Config(resolution=32, channels=1, num_classes=10, ch=8, z_dim=64, shared_dim=32,
                    attention=16, d_attention=16, batch_size=32, lr_G=2e-4, lr_D=8e-4,
-                   ema_decay=0.995, ema_start=1000, standing_batches=8, output="clamp", kimg=300),
+                   ema_decay=0.995, ema_start=1000, preview_batches=8, output="clamp", kimg=300),
     # ImageNet 128² (Table 4, Table 1 row 8: ch = 96, batch 2048) and 256² / 512² (Tables 5, 6).
     "paper128": Config(),
     "paper256": Config(resolution=256, z_dim=140, attention=128, d_attention=64),
@@ -276,7 +282,8 @@ class Recipe(recipe.Recipe):
         cfg.validate()
         G = init_weights_(Generator(cfg)).to(self.device)
         self.D = init_weights_(Discriminator(cfg)).to(self.device)
-        self.G_ema = make_ema(G)  # plain BatchNorm: it is used on the main process alone
+        self.G_ema = make_ema(G)  # plain BatchNorm: no process waits for another's statistics
+        self.standing_for: tuple[int, int] | None = None  # (step, passes) of G_ema's statistics
         # Appendix C: cross-replica BatchNorm; names are kept, so EMA and checkpoints still match.
         self.G = sync_batchnorm(G) if self.world > 1 else G
         adam = dict(betas=cfg.betas, eps=cfg.adam_eps)
@@ -347,14 +354,30 @@ class Recipe(recipe.Recipe):
                 | {f"sigma/G/{k}": v for k, v in spectral_norms(recipe.unwrap(self.G)).items()}
                 | {f"sigma/D/{k}": v for k, v in spectral_norms(recipe.unwrap(self.D)).items()})
 
-    def before_sampling(self) -> None:
-        standing_statistics(self.G_ema, self.cfg, self.seed)
+    def before_sampling(self, final: bool = False) -> None:
+        """Standing statistics for G_ema as it is now: `preview_batches` passes on the way (at
+        most all), all `standing_batches` for the files a run ends with; computed once per step
+        and count."""
+        cfg = self.cfg
+        passes = cfg.standing_batches
+        if cfg.preview_batches and not final:
+            passes = min(cfg.preview_batches, passes)
+        if self.standing_for == (self.step, passes):
+            return  # G_ema changes only in train_step (step + 1) and load_state_dict
+        standing_statistics(self.G_ema, cfg, self.seed, passes)
+        self.standing_for = (self.step, passes)
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.standing_for = None
 
 
 @torch.no_grad()
-def standing_statistics(G: Generator, cfg: Config, seed: int = 0) -> None:
-    """Appendix C.1: BN statistics averaged over many batches of fresh noise, so that a sample
-    depends neither on its batch nor on statistics gathered with G's (not G_ema's) weights."""
+def standing_statistics(G: Generator, cfg: Config, seed: int = 0,
+                        passes: int | None = None) -> None:
+    """Appendix C.1: BN statistics averaged over many batches of fresh noise (`passes`, by default
+    cfg.standing_batches), so that a sample depends neither on its batch nor on statistics
+    gathered with G's (not G_ema's) weights."""
     bns = [m for m in G.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     momenta = [bn.momentum for bn in bns]
     for bn in bns:
@@ -363,7 +386,7 @@ def standing_statistics(G: Generator, cfg: Config, seed: int = 0) -> None:
         bn.train()  # only the BatchNorms: spectral norm's u stays frozen
     gen = torch.Generator().manual_seed(derive_seed(seed, "standing statistics"))
     device, n = next(G.parameters()).device, cfg.standing_batch_size
-    for _ in range(cfg.standing_batches):
+    for _ in range(cfg.standing_batches if passes is None else passes):
         z = torch.randn(n, cfg.z_dim, generator=gen).to(device)
         G(z, torch.randint(cfg.num_classes, (n,), generator=gen).to(device))
     for bn, momentum in zip(bns, momenta):

@@ -125,8 +125,9 @@ class Recipe:
             return {}
         return {"ada_p": self.ada.p.item(), "ada_rt": self.ada.rt.item()}  # log ticks only
 
-    def before_sampling(self) -> None:
-        """Prepare G_ema for sampling (BigGAN: standing BatchNorm statistics)."""
+    def before_sampling(self, final: bool = False) -> None:
+        """Prepare G_ema for sampling (BigGAN: standing BatchNorm statistics; `final` for the
+        files a run ends with, which may take more work than a grid on the way)."""
 
     def sampling_view(self) -> dict[str, Any]:
         """Keyword arguments for `generate` that show the model as it trains now."""

@@ -213,9 +213,9 @@ class Trainer:
         save_grid(self.out / "reals.png", to_float(reals),
                   nrow=models.grid_columns(self.run.cfg, len(reals)))
 
-    def write_grid(self) -> None:
+    def write_grid(self, final: bool = False) -> None:
         recipe, cfg = self.recipe, self.run.cfg
-        recipe.before_sampling()
+        recipe.before_sampling(final)
         images = models.sample(self.run.module, recipe.G_ema, cfg, self.grid_seeds,
                                self.grid_labels, **recipe.sampling_view())
         path = self.out / "grids" / f"grid-{recipe.images_seen / 1000:09.3f}kimg.png"
@@ -228,12 +228,13 @@ class Trainer:
             elif hasattr(tracker, "log_images"):
                 tracker.log_images({"grid": [grid]}, step=recipe.step)
 
-    def save(self, snapshot: bool = True) -> None:
+    def save(self, snapshot: bool = True, final: bool = False) -> None:
         """Checkpoint, model file and (at --snapshot-kimg and at the end, not when interrupted,
         so that preemptions do not push regular snapshots out) a numbered snapshot, pruned to
-        --keep-snapshots."""
+        --keep-snapshots. `final`: the files a run ends with, done or interrupted (BigGAN:
+        standing statistics over all their passes)."""
         recipe, run = self.recipe, self.run
-        recipe.before_sampling()
+        recipe.before_sampling(final)
         if self.main:
             last = self.out / CHECKPOINT
             checkpoint.save(last, recipe.state_dict(), kind="training", model=run.model,
@@ -252,7 +253,7 @@ class Trainer:
         if not names:
             return
         recipe, run, acc = self.recipe, self.run, self.accelerator
-        recipe.before_sampling()
+        recipe.before_sampling(final)
         try:
             results = evaluate.evaluate(
                 names, dataset=self.opts.reference, num_images=self.opts.metrics_images,
@@ -387,9 +388,9 @@ def finish(trainer: Trainer) -> str:
     try:
         outcome = trainer.train(stop)
         if outcome != "failed":
-            trainer.save(snapshot=outcome == "done")
+            trainer.save(snapshot=outcome == "done", final=True)
             if trainer.main:
-                trainer.write_grid()
+                trainer.write_grid(final=True)
             if outcome == "done":
                 trainer.measure(final=True)
     finally:

@@ -208,6 +208,15 @@ def test_ema_is_a_copy_until_the_start_step():
         assert same == (step < SMALL.ema_start), step
 
 
+def test_tiny_model_file_gets_the_papers_standing_passes():
+    """The tiny preset previews each grid and snapshot with 8 passes of standing statistics but
+    gives the files a run ends with the paper's 100 (Appendix C.1: "typically 100"), as the
+    paper presets do everywhere (lesson 25, "Standing statistics for the model file")."""
+    tiny, paper = biggan.PRESETS["tiny"], biggan.PRESETS["paper128"]
+    assert tiny.standing_batches == paper.standing_batches == 100
+    assert (tiny.preview_batches, paper.preview_batches) == (8, 0)
+
+
 def test_tiny_ema_half_life_is_stylegan2s_order():
     """The tiny preset's G_ema (a stated difference: decay 0.995, the paper 0.9999) halves an old
     G's weight after 8.9 kimg of the run's images (β^t = ½ at t = ln 2 / −ln β G steps, each
@@ -245,11 +254,66 @@ def test_standing_statistics_make_samples_independent_of_the_batch():
     alone = torch.cat([biggan.generate(r.G_ema, z[i : i + 1], y[i : i + 1]) for i in range(6)])
     torch.testing.assert_close(alone, batch, rtol=1e-5, atol=1e-5)
     state = {k: v.clone() for k, v in r.G_ema.state_dict().items()}
-    r.before_sampling()  # deterministic: the same statistics again
+    biggan.standing_statistics(r.G_ema, SMALL, r.seed)  # deterministic: the same statistics again
     assert all(torch.equal(state[k], v) for k, v in r.G_ema.state_dict().items())
     assert all(torch.equal(a, m.u) for a, m in
                zip(u, spectral_layers(r.G_ema).values()))
     assert not r.G_ema.training and all(not m.training for m in r.G_ema.modules())
+
+
+def _bn_buffers(G: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in G.state_dict().items() if "running" in k}
+
+
+def _standing(r: biggan.Recipe, passes: int) -> dict[str, torch.Tensor]:
+    """What `passes` passes of standing statistics give r's G_ema now, on a copy."""
+    G = copy.deepcopy(r.G_ema)
+    biggan.standing_statistics(G, r.cfg, r.seed, passes)
+    return _bn_buffers(G)
+
+
+def _same(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_before_sampling_previews_with_few_passes_and_ends_with_all(monkeypatch):
+    """During training G_ema's standing statistics come from `preview_batches` passes; the files
+    a run ends with (`final`) get all `standing_batches` (Appendix C.1: ~100). Each is computed
+    once per step and pass count, and again after a training step or a loaded checkpoint."""
+    cfg = dataclasses.replace(SMALL, standing_batches=3, preview_batches=1)
+    r, other = _recipe(0, cfg), _recipe(1, cfg)
+    r.train_step(*_batch(0, cfg))
+    other.train_step(*_batch(0, cfg))  # the same step, other weights
+    calls = []
+    real = biggan.standing_statistics
+    monkeypatch.setattr(biggan, "standing_statistics", lambda G, c, seed, passes: (
+        calls.append(passes) if G is r.G_ema else None, real(G, c, seed, passes)))
+    preview, final = _standing(r, 1), _standing(r, 3)
+    assert not _same(preview, final)
+    r.before_sampling()
+    assert _same(_bn_buffers(r.G_ema), preview)
+    r.before_sampling(final=True)
+    r.before_sampling(final=True)  # nothing changed: not again
+    assert _same(_bn_buffers(r.G_ema), final) and calls == [1, 3]
+    r.load_state_dict(other.state_dict())  # same step, other G_ema
+    r.before_sampling(final=True)
+    assert _same(_bn_buffers(r.G_ema), _standing(other, 3)) and calls == [1, 3, 3]
+    r.train_step(*_batch(1, cfg))
+    expected = _standing(r, 1)
+    r.before_sampling()
+    assert _same(_bn_buffers(r.G_ema), expected) and calls == [1, 3, 3, 1]
+
+
+def test_preview_batches_is_checked_and_capped():
+    """preview_batches is >= 0 (0: all); one above standing_batches previews with all of them, so
+    that `--set standing_batches=N` works whatever the preset's preview count."""
+    with pytest.raises(ConfigError, match="preview_batches must be >= 0"):
+        dataclasses.replace(SMALL, preview_batches=-1).validate()
+    cfg = dataclasses.replace(SMALL, standing_batches=2, preview_batches=5)
+    cfg.validate()
+    r = _recipe(0, cfg)
+    r.before_sampling()
+    assert _same(_bn_buffers(r.G_ema), _standing(r, 2))
 
 
 def test_standing_statistics_average_over_batches(nets):

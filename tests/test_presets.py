@@ -158,6 +158,7 @@ NOT_IN_PAPER = {
                  "not split into 6 or 7 equal chunks): test_biggan_latent_chunks",
         "adam_eps": "not in the paper: torch's 1e-8 (documented in biggan.py)",
         "standing_batch_size": "not in the paper",
+        "preview_batches": "not in the paper: 0, all of standing_batches before every grid",
         "kimg": "not in the paper (≈146k iterations, before Table 1 row 8's collapse at 165k)",
     },
 }

@@ -76,7 +76,7 @@ SMALL = {
                                         mapping_layers=2, channel_base=64, channel_max=8,
                                         batch_size=8, r1_interval=2, pl_interval=2),
     "biggan": dict(resolution=32, channels=1, num_classes=3, ch=4, z_dim=16, shared_dim=4,
-                   attention=16, d_attention=16, batch_size=8),
+                   attention=16, d_attention=16, batch_size=8, standing_batches=8),
 }
 MODELS = [m for m in SMALL if m in models.MODELS]
 

@@ -38,7 +38,8 @@ TINY = {
                   "--set", "pl_interval=3", "--batch-size", "8", "--resolution", "8",
                   *[a for k, v in SG2_REGULARIZED.items() for a in ("--set", f"{k}={v}")]],
     "biggan": ["--set", "ch=4", "--set", "z_dim=16", "--set", "shared_dim=4",
-               "--set", "standing_batches=1", "--set", "standing_batch_size=8",
+               "--set", "standing_batches=2", "--set", "preview_batches=1",
+               "--set", "standing_batch_size=8",
                "--batch-size", "8", "--resolution", "32"],
 }
 
@@ -227,7 +228,8 @@ def test_a_subset_is_fixed_and_mirrored_after_it_is_taken():
 
 @pytest.mark.parametrize("model", sorted(TINY))
 def test_a_run_writes_grids_log_and_checkpoints(model, folder, env, tmp_path):
-    """A run leaves reals, grids per kimg, a JSONL log with speed and losses, and both files."""
+    """A run leaves reals, grids per kimg, a JSONL log with speed and losses, and both files;
+    BigGAN's model file holds standing statistics over all its passes."""
     out = tmp_path / "run"
     train(run_args(model, folder, out, 0.064), env)
     for name in ("reals.png", "grid.png", "log.jsonl", "config.json", "checkpoint.safetensors",
@@ -238,6 +240,15 @@ def test_a_run_writes_grids_log_and_checkpoints(model, folder, env, tmp_path):
     assert records[-1]["kimg"] == pytest.approx(0.064)
     assert all("images_per_s" in r and "loss_D" in r for r in records)
     assert json.loads((out / "config.json").read_text())["data"].startswith(str(folder))
+    if model == "biggan":  # the model file's standing statistics: all passes, not the preview's
+        from nanogan import biggan, models
+        _, cfg, G = models.load_generator(out / "model.safetensors")
+        stored = {k: v.clone() for k, v in G.state_dict().items() if "running" in k}
+        for passes, same in ((cfg.preview_batches, False), (cfg.standing_batches, True)):
+            biggan.standing_statistics(G, cfg, seed=0, passes=passes)
+            close = all(torch.allclose(v, G.state_dict()[k], rtol=1e-4, atol=1e-6)  # threads
+                        for k, v in stored.items())
+            assert close == same, passes
 
 
 @pytest.mark.parametrize("model", sorted(TINY))

@@ -38,6 +38,7 @@ class ScriptedRecipe:
 
     def __init__(self, start_step: int, nan_at: Optional[int] = None):
         self.seed, self.step, self.batch_per_step, self.nan_at = 0, start_step, BATCH, nan_at
+        self.sampled: list[tuple[int, bool]] = []  # (step, final) of each before_sampling
 
     @property
     def images_seen(self) -> int:
@@ -54,8 +55,11 @@ class ScriptedRecipe:
     def diagnostics(self) -> dict[str, float]:
         return {"alpha": 0.5, "sv/G": 2.0}
 
-    def before_sampling(self) -> None:
-        pass
+    def before_sampling(self, final: bool = False) -> None:
+        self.sampled.append((self.step, final))
+
+    def sampling_view(self) -> dict:
+        return {}
 
 
 class Accelerator(SimpleNamespace):
@@ -172,8 +176,27 @@ def test_only_the_main_process_writes_and_shows(tmp_path):
             assert display.shown
         else:
             assert grids == [] and t.accelerator.calls == ["wait"]  # in save, at step 6
+            assert t.recipe.sampled == [(6, False)]  # a snapshot on the way: preview statistics
             assert list(out.iterdir()) == []
             assert display.shown == [] and type(t.display) is Display
+
+
+def test_grids_and_metrics_prepare_g_ema_as_asked(tmp_path, monkeypatch):
+    """write_grid and measure call recipe.before_sampling with the `final` they are given (False
+    on the way, True from `finish`), so BigGAN's last grid and final metrics see the standing
+    statistics of its model file."""
+    t, _ = scripted(tmp_path, main=True)
+    t.opts = dataclasses.replace(t.opts, metric_names=["swd"])
+    t.recipe.G_ema = torch.nn.Identity()
+    monkeypatch.setattr(trainer.models, "sample",
+                        lambda module, G, cfg, seeds, labels, **kw: torch.zeros(len(seeds), 1, 4, 4))
+    monkeypatch.setattr(trainer.evaluate, "evaluate", lambda *args, **kwargs: {})
+    t.write_grid()
+    t.measure()
+    t.write_grid(final=True)
+    t.measure(final=True)
+    t.log_file.close()
+    assert t.recipe.sampled == [(1, False), (1, False), (1, True), (1, True)]
 
 
 def test_a_non_finite_loss_is_caught_before_a_snapshot_between_ticks(tmp_path):
@@ -205,24 +228,25 @@ class Finishing(SimpleNamespace):
         assert signal.getsignal(signal.SIGINT) == stop._handle
         return self.outcome
 
-    def save(self, snapshot=True):
-        self.done.append(("save", snapshot))
+    def save(self, snapshot=True, final=False):
+        self.done.append(("save", snapshot, final))
 
-    def write_grid(self):
-        self.done.append("grid")
+    def write_grid(self, final=False):
+        self.done.append(("grid", final))
 
     def measure(self, final=False):
         self.done.append(("measure", final))
 
 
 @pytest.mark.parametrize("outcome, done", [
-    ("done", [("save", True), "grid", ("measure", True)]),
-    ("interrupted", [("save", False), "grid"]),
+    ("done", [("save", True, True), ("grid", True), ("measure", True)]),
+    ("interrupted", [("save", False, True), ("grid", True)]),
     ("failed", []),
 ])
 def test_finish_saves_what_each_outcome_calls_for(outcome, done, tmp_path):
     """A finished run saves a numbered snapshot, its grid and final metrics; an interrupted one
-    its checkpoint and grid; a failed one nothing. Every way, the log is closed, the signal
+    its checkpoint and grid; a failed one nothing. What a run ends with is `final` (BigGAN: all
+    its standing-statistics passes, not the preview's). Every way, the log is closed, the signal
     handlers restored and the processes' resources released; the outcome is returned."""
     before = signal.getsignal(signal.SIGINT)
     t = Finishing(outcome, tmp_path)
