@@ -273,7 +273,7 @@ def train_all(out: Path, data: str, seconds: float, cuda: bool) -> dict:
     for model in MODELS:
         shutil.rmtree(out / f"run-{model}", ignore_errors=True)  # an earlier run's
         # BigGAN's save after the SIGINT takes the paper's 100 passes of standing statistics: a
-        # fraction of a second on a GPU, up to ~20 s on one shared CPU thread (STOP_GRACE_S)
+        # fraction of a second on a GPU, 14 s on one free CPU thread, over STOP_GRACE_S shared
         own = ["--set", "standing_batches=8"] if model == "biggan" and not cuda else []
         cmd = [sys.executable, "train.py", "--model", model, "--out", str(out / f"run-{model}"),
                "--data", data, "--grid-kimg", "1000", "--snapshot-kimg", "1000", *extra, *own]
