@@ -284,10 +284,14 @@ def test_before_sampling_previews_with_few_passes_and_ends_with_all(monkeypatch)
     r, other = _recipe(0, cfg), _recipe(1, cfg)
     r.train_step(*_batch(0, cfg))
     other.train_step(*_batch(0, cfg))  # the same step, other weights
-    calls = []
-    real = biggan.standing_statistics
-    monkeypatch.setattr(biggan, "standing_statistics", lambda G, c, seed, passes: (
-        calls.append(passes) if G is r.G_ema else None, real(G, c, seed, passes)))
+    calls, real = [], biggan.standing_statistics
+
+    def counted(G, cfg, seed, passes):  # counts the passes of r's own computations
+        if G is r.G_ema:
+            calls.append(passes)
+        real(G, cfg, seed, passes)
+
+    monkeypatch.setattr(biggan, "standing_statistics", counted)
     preview, final = _standing(r, 1), _standing(r, 3)
     assert not _same(preview, final)
     r.before_sampling()
@@ -304,11 +308,16 @@ def test_before_sampling_previews_with_few_passes_and_ends_with_all(monkeypatch)
     assert _same(_bn_buffers(r.G_ema), expected) and calls == [1, 3, 3, 1]
 
 
-def test_preview_batches_is_checked_and_capped():
-    """preview_batches is >= 0 (0: all); one above standing_batches previews with all of them, so
-    that `--set standing_batches=N` works whatever the preset's preview count."""
-    with pytest.raises(ConfigError, match="preview_batches must be >= 0"):
-        dataclasses.replace(SMALL, preview_batches=-1).validate()
+def test_standing_counts_are_checked_and_the_preview_capped():
+    """standing_batches and standing_batch_size are >= 1 and preview_batches >= 0 (0: all), each
+    refused by name; a preview above standing_batches previews with all of them, so that
+    `--set standing_batches=N` works whatever the preset's preview count."""
+    for key, bad, message in (("standing_batches", 0, "standing_batches and standing_batch_size "
+                                                      "must be >= 1"),
+                              ("standing_batch_size", 0, "standing_batch_size must be >= 1"),
+                              ("preview_batches", -1, "preview_batches must be >= 0")):
+        with pytest.raises(ConfigError, match=message):
+            dataclasses.replace(SMALL, **{key: bad}).validate()
     cfg = dataclasses.replace(SMALL, standing_batches=2, preview_batches=5)
     cfg.validate()
     r = _recipe(0, cfg)
