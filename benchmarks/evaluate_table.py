@@ -83,13 +83,14 @@ def markdown(rows: list[dict], n: int) -> str:
     lines = [f"Fashion-MNIST 32×32, {n:,} generated (or real) images against the {n:,} test "
              "images. SWD ×10³ on pixels (average of the 32² and 16² levels); FID, KID, "
              "precision/recall (k = 3) and coverage (k = 5) on the project's Fashion-MNIST "
-             "classifier features, recall and coverage also on raw pixels; MS-SSIM between "
-             "random pairs of one set; the classifier's rarest and commonest class among the "
+             "classifier features, recall and coverage also on raw pixels (coverage on pixels is "
+             "the one of the four that measures variety: benchmarks/variety.py); MS-SSIM "
+             "between random pairs of one set; the classifier's rarest and commonest class among the "
              "set's images. KID is shown unscaled: the classifier's features are larger than "
              "Inception's, so its values are not comparable with published KID ×10³ figures.",
              "",
              "| images | SWD ↓ | classifier-FID ↓ | KID ↓ | precision ↑ | recall ↑ | coverage ↑ "
-             "| pixel recall ↑ | pixel coverage ↑ | MS-SSIM | classes, min–max share |",
+             "| pixel recall ↑ | pixel coverage (variety) ↑ | MS-SSIM | classes, min–max share |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         v = r["values"]

@@ -237,7 +237,7 @@ def as_saved(images: torch.Tensor) -> torch.Tensor:
     return _as_float(images if images.dtype == torch.uint8 else to_uint8(images))
 
 
-def _real_indices(n: int, num_images: int) -> torch.Tensor:
+def real_indices(n: int, num_images: int) -> torch.Tensor:
     """All n indices in order, or a subset fixed by seed 0, so that the protocol alone decides
     which images are used (and the cache stays valid)."""
     if num_images > n:
@@ -258,7 +258,7 @@ def pick_real_images(dataset: Any, num_images: int) -> torch.Tensor:
     """`num_images` images of a tensor or an indexable dataset of images or (image, label) pairs,
     as float [-1, 1]: all of them in order, or a subset fixed by seed 0 so that the protocol
     alone decides which images are used (and the cache stays valid)."""
-    return _load_images(dataset, _real_indices(len(dataset), num_images))
+    return _load_images(dataset, real_indices(len(dataset), num_images))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -369,7 +369,7 @@ def evaluate(metrics: Sequence[str], *, generate: Callable[[int, torch.Generator
     mine = list(shares.batches(rank)) or [0]  # no batch of its own: compute batch 0, send none
     agree = functools.partial(_agree, world=world, device=device, gather=gather)
     collect = functools.partial(_collect, shares=shares, gather=gather)
-    indices = _real_indices(len(dataset), num_images)  # before any work: enough real images?
+    indices = real_indices(len(dataset), num_images)  # before any work: enough real images?
     model = _extractor_for(metrics, extractor)  # before any image is drawn
     model = model.to(device) if model is not None else None
     name = dataset_name or getattr(dataset, "name", None) or "images"

@@ -21,7 +21,7 @@ Pairwise distances are computed `batch_size` rows at a time, so memory is batch_
 never n × n.
 
 Shapes: features (n, d) -> radii (n,); real (n, d), fake (m, d) -> {"precision", "recall"} or
-{"density", "coverage"}.
+{"density", "coverage"}, or per real (`per_real`) {"recall", "coverage"} of bool (n,).
 Lesson: lessons/30_evaluation.md
 """
 
@@ -62,11 +62,18 @@ def manifold_radii(features: torch.Tensor, k: int = 3, *, batch_size: int = 1024
     return _squared_radii(_as_features(features, k), k, batch_size).sqrt()
 
 
-def _fraction_inside(points: torch.Tensor, centres: torch.Tensor, squared_radii: torch.Tensor,
-                     batch_size: int) -> float:
-    inside = [(_squared_distances(rows, centres) <= squared_radii).any(dim=1)
-              for rows in points.split(batch_size)]
-    return torch.cat(inside).double().mean().item()
+def _inside(points: torch.Tensor, centres: torch.Tensor, squared_radii: torch.Tensor,
+            batch_size: int) -> torch.Tensor:
+    return torch.cat([(_squared_distances(rows, centres) <= squared_radii).any(dim=1)
+                      for rows in points.split(batch_size)])
+
+
+def _covered(real: torch.Tensor, fake: torch.Tensor, real_squared_radii: torch.Tensor,
+             batch_size: int) -> torch.Tensor:
+    # a real ball holds some fake iff the nearest fake lies within its radius
+    nearest = torch.cat([_squared_distances(rows, fake).amin(dim=1)
+                         for rows in real.split(batch_size)])
+    return nearest <= real_squared_radii
 
 
 def precision_recall(real_features: torch.Tensor, fake_features: torch.Tensor, *, k: int = 3,
@@ -76,8 +83,8 @@ def precision_recall(real_features: torch.Tensor, fake_features: torch.Tensor, *
                           batch_size)
     real_radii = _squared_radii(real, k, batch_size)
     fake_radii = _squared_radii(fake, k, batch_size)
-    return {"precision": _fraction_inside(fake, real, real_radii, batch_size),
-            "recall": _fraction_inside(real, fake, fake_radii, batch_size)}
+    return {"precision": _inside(fake, real, real_radii, batch_size).double().mean().item(),
+            "recall": _inside(real, fake, fake_radii, batch_size).double().mean().item()}
 
 
 def density_coverage(real_features: torch.Tensor, fake_features: torch.Tensor, *, k: int = 5,
@@ -92,8 +99,17 @@ def density_coverage(real_features: torch.Tensor, fake_features: torch.Tensor, *
     # density: for each fake, how many real balls hold it
     held = sum((_squared_distances(rows, real) <= real_radii).sum().item()
                for rows in fake.split(batch_size))
-    # coverage: a real ball holds some fake iff the nearest fake lies within its radius
-    nearest = torch.cat([_squared_distances(rows, fake).amin(dim=1)
-                         for rows in real.split(batch_size)])
     return {"density": held / (k * len(fake)),
-            "coverage": (nearest <= real_radii).double().mean().item()}
+            "coverage": _covered(real, fake, real_radii, batch_size).double().mean().item()}
+
+
+def per_real(real_features: torch.Tensor, fake_features: torch.Tensor, *, recall_k: int = 3,
+             coverage_k: int = 5, batch_size: int = 1024) -> dict[str, torch.Tensor]:
+    """For each real, bool (n,): inside the fake k-NN manifold ("recall", whose mean is recall)
+    and its own k-NN ball holding a fake ("coverage", whose mean is coverage). Grouped by the
+    reals' labels they say which classes a generator misses (benchmarks/variety.py)."""
+    real = _as_features(_as_features(real_features, recall_k), coverage_k)
+    real, fake = _as_pair(real, _as_features(fake_features, recall_k), batch_size)
+    return {"recall": _inside(real, fake, _squared_radii(fake, recall_k, batch_size), batch_size),
+            "coverage": _covered(real, fake, _squared_radii(real, coverage_k, batch_size),
+                                 batch_size)}

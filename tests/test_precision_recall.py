@@ -9,7 +9,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from strategies import generator, seeds
 
-from nanogan.precision_recall import density_coverage, manifold_radii, precision_recall
+from nanogan.precision_recall import density_coverage, manifold_radii, per_real, precision_recall
 
 
 def reference_radii(points, k):
@@ -188,3 +188,35 @@ def test_density_coverage_ignore_batch_size_and_order(seed):
 def test_density_coverage_rejects_bad_features(real, fake, k, match):
     with pytest.raises(ValueError, match=match):
         density_coverage(torch.zeros(real), torch.zeros(fake), k=k)
+
+
+# --- per real: which reals are recalled and which covered -------------------------------------
+
+@given(seed=seeds, n=st.integers(6, 12), m=st.integers(4, 12), d=st.integers(1, 4),
+       k=st.integers(1, 3), shift=st.integers(0, 2), grid=st.booleans())
+@example(seed=0, n=8, m=5, d=1, k=3, shift=0, grid=True)  # ties at the balls' edges
+@example(seed=2, n=10, m=4, d=3, k=3, shift=1, grid=False)  # m = recall_k + 1 fakes
+def test_per_real_matches_reference(seed, n, m, d, k, shift, grid):
+    """Real i is recalled iff it lies in some fake's k-NN ball (f(φ_r, Φ_g) of the recall sum),
+    covered iff its own (k+1)-NN ball among the reals holds a fake (the coverage sum's term); the
+    means are precision_recall's recall and density_coverage's coverage."""
+    make = grid_cloud if grid else cloud
+    real, fake = make(seed, n, d), make(seed + 1, m, d, shift)
+    hits = per_real(real, fake, recall_k=k, coverage_k=k + 1, batch_size=3)
+    reals, fakes = real.tolist(), fake.tolist()
+    fake_radii, real_radii = reference_radii(fakes, k), reference_radii(reals, k + 1)
+    assert hits["recall"].tolist() == [any(math.dist(r, f) <= rf for f, rf in zip(fakes, fake_radii))
+                                       for r in reals]
+    assert hits["coverage"].tolist() == [any(math.dist(r, f) <= rr for f in fakes)
+                                         for r, rr in zip(reals, real_radii)]
+    assert hits["recall"].double().mean().item() == precision_recall(real, fake, k=k)["recall"]
+    assert (hits["coverage"].double().mean().item()
+            == density_coverage(real, fake, k=k + 1)["coverage"])
+
+
+@pytest.mark.parametrize("real, fake, match", [
+    ((5, 2), (10, 2), "n > k"), ((10, 2), (3, 2), "n > k"), ((10, 2), (10, 3), "feature size")])
+def test_per_real_rejects_bad_features(real, fake, match):
+    """Recall needs more fakes than recall_k, coverage more reals than coverage_k (5)."""
+    with pytest.raises(ValueError, match=match):
+        per_real(torch.zeros(real), torch.zeros(fake))
