@@ -21,6 +21,19 @@ def nets():
     return progan.Generator(SMALL), progan.Discriminator(SMALL)
 
 
+def test_tiny_preset_differs_from_a1_only_where_its_comment_says():
+    """The tiny preset is A.1's recipe but for the differences its comment states, each with a
+    reason (lessons/07_progan.md): Fashion-MNIST's size, narrow layers, short phases, a short
+    EMA, the clamped tanh and twice the learning rate. A new difference must be stated there."""
+    tiny, paper = progan.PRESETS["tiny"], progan.PRESETS["paper"]
+    differs = {f.name for f in dataclasses.fields(tiny)
+               if getattr(tiny, f.name) != getattr(paper, f.name)}
+    assert differs == {"resolution", "channels", "z_dim", "fmap_base", "fmap_max",
+                       "stabilize_kimg", "fade_kimg", "kimg", "ema_beta", "output", "lr"}
+    assert (tiny.lr, tiny.output, tiny.ema_beta) == (2 * paper.lr, "tanh_clamp", 0.995)
+    assert (tiny.batch_size, tiny.betas, tiny.gp_weight) == (16, (0.0, 0.99), 10.0)  # as A.1
+
+
 def test_widths_match_table_2():
     """The paper preset's feature maps per resolution are Table 2's: 512 up to 32², then halving to 16 at 1024²."""
     cfg = progan.PRESETS["paper"]
