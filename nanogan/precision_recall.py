@@ -36,9 +36,9 @@ def _squared_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return d2.clamp_min(0)  # cancellation can leave tiny negatives
 
 
-def _as_features(features: torch.Tensor, k: int) -> torch.Tensor:
+def _as_features(features: torch.Tensor, k: int, what: str = "features") -> torch.Tensor:
     if features.dim() != 2 or features.shape[0] <= k or k < 1:
-        raise ValueError(f"need features (n, d) with n > k >= 1, got {tuple(features.shape)} "
+        raise ValueError(f"need {what} (n, d) with n > k >= 1, got {tuple(features.shape)} "
                          f"and k = {k}")
     return features if features.dtype == torch.float64 else features.float()
 
@@ -108,8 +108,9 @@ def per_real(real_features: torch.Tensor, fake_features: torch.Tensor, *, recall
     """For each real, bool (n,): inside the fake k-NN manifold ("recall", whose mean is recall)
     and its own k-NN ball holding a fake ("coverage", whose mean is coverage). Grouped by the
     reals' labels they say which classes a generator misses (benchmarks/variety.py)."""
-    real = _as_features(_as_features(real_features, recall_k), coverage_k)
-    real, fake = _as_pair(real, _as_features(fake_features, recall_k), batch_size)
+    real = _as_features(real_features, coverage_k, "real features (k: coverage_k)")
+    fake = _as_features(fake_features, recall_k, "fake features (k: recall_k)")
+    real, fake = _as_pair(real, fake, batch_size)
     return {"recall": _inside(real, fake, _squared_radii(fake, recall_k, batch_size), batch_size),
             "coverage": _covered(real, fake, _squared_radii(real, coverage_k, batch_size),
                                  batch_size)}

@@ -106,9 +106,10 @@ PRESETS = {
     # part above is saved as a faint haze, tanh never reaches −1 (output_range.py; lesson 30,
     # "The black background"). README command, 10,000 images, SWD / classifier-FID: linear
     # 11.1 / 170, tanh 10.5 / 168, tanh_clamp 8.3 / 159 (one run each).
-    # α = 0.002, twice A.1's: 3,750 steps at 32² are still few; in one-thread runs to 140 kimg
-    # (tanh_clamp) α = 0.001 / 0.0015 / 0.002 scored SWD 8.3 / 9.3 / 7.6, classifier-FID
-    # 159 / 130 / 92 and mean classifier confidence 0.81 / 0.83 / 0.84 (lesson 07).
+    # α = 0.002, twice A.1's: 3,750 steps at 32² are still few; runs to 140 kimg (tanh_clamp;
+    # α = 0.001 the README run of the time, the others on one thread) with α = 0.001 / 0.0015 /
+    # 0.002 scored SWD 8.3 / 9.3 / 7.6, classifier-FID 159 / 130 / 92 and mean classifier
+    # confidence 0.81 / 0.83 / 0.84; the README command with 0.002: SWD 9.5, FID 104 (lesson 07).
     "tiny": Config(z_dim=128, fmap_base=512, fmap_max=64, batch_size=16, stabilize_kimg=20,
                    fade_kimg=10, ema_beta=0.995, output="tanh_clamp", lr=0.002, kimg=140),
     # Appendix A.1: CelebA-HQ 1024², 800k images per phase: 800 + 8 × 1600 = 13600 kimg

@@ -161,9 +161,13 @@ def test_torchrun_train_py_only_rank_zero_writes_and_matches_one_process(tmp_pat
     assert len(logs[0]) == len(logs[1])  # rank 1 wrote nothing
     assert sorted(p.name for p in two.iterdir()) == sorted(p.name for p in one.iterdir())
     a, b = (load_file(str(d / "checkpoint.safetensors")) for d in (two, one))
+    # up to rounding, which Adam turns into a fraction of lr where a gradient nearly cancels
+    # (the critic's output bias; test_recipe's accumulation test): atol is 1% of lr
+    lr = json.loads((one / "config.json").read_text())["config"]["lr"]
     for key in a:
         if a[key].is_floating_point():
-            torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5, msg=key)
+            torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=max(1e-5, 0.01 * lr),
+                                       msg=key)
 
 
 def _make_folder(root: Path) -> None:

@@ -215,8 +215,19 @@ def test_per_real_matches_reference(seed, n, m, d, k, shift, grid):
 
 
 @pytest.mark.parametrize("real, fake, match", [
-    ((5, 2), (10, 2), "n > k"), ((10, 2), (3, 2), "n > k"), ((10, 2), (10, 3), "feature size")])
+    ((5, 2), (10, 2), r"real features \(k: coverage_k\).*n > k"),
+    ((10, 2), (3, 2), r"fake features \(k: recall_k\).*n > k"),
+    ((10, 2), (10, 3), "feature size")])
 def test_per_real_rejects_bad_features(real, fake, match):
-    """Recall needs more fakes than recall_k, coverage more reals than coverage_k (5)."""
+    """Recall needs more fakes than recall_k (3), coverage more reals than coverage_k (5); the
+    message says which set fell short."""
     with pytest.raises(ValueError, match=match):
         per_real(torch.zeros(real), torch.zeros(fake))
+
+
+def test_per_real_checks_each_set_against_its_own_k():
+    """The reals need only outnumber coverage_k, the fakes only recall_k: 8 reals and 20 fakes
+    with recall_k = 10 are a valid pair."""
+    real, fake = cloud(0, 8, 2), cloud(1, 20, 2)
+    hits = per_real(real, fake, recall_k=10, coverage_k=5)
+    assert hits["recall"].shape == hits["coverage"].shape == (8,)

@@ -98,16 +98,20 @@ def data(r: recipe.Recipe, step: int) -> tuple[torch.Tensor, torch.Tensor]:
 @pytest.mark.parametrize("model", [m for m in MODELS if models.MODELS[m].Recipe.accumulates
                                    and m != "biggan"])
 def test_gradient_accumulation_gives_the_whole_batch_update(model):
-    """Without BatchNorm, 2 accumulated micro-batches of b/2 train exactly like one batch of b."""
+    """Without BatchNorm, 2 accumulated micro-batches of b/2 train exactly like one batch of b,
+    up to rounding. Adam's step lr·m/√v is about lr whatever the gradient's size, so where a
+    gradient nearly cancels (ProGAN's critic output bias: WGAN's real and fake terms cancel on
+    it) rounding of the sum's order moves the weight by a fraction of lr: atol is 1% of lr."""
     one, two = small_recipe(model), small_recipe(model, accumulate=2)
     for step in range(4):  # crosses ProGAN's first fade and StyleGAN2's R1/PL steps
         batch = data(one, step)
         one.train_step(*batch)
         two.train_step(*batch)
+    atol = max(1e-5, 0.01 * one.cfg.lr)
     for (name, a), b in zip(one.G.named_parameters(), two.G.parameters()):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=name)
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=atol, msg=name)
     for (name, a), b in zip(one.D.named_parameters(), two.D.parameters()):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=name)
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=atol, msg=name)
 
 
 @pytest.mark.parametrize("model", MODELS)

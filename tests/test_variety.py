@@ -11,7 +11,8 @@ from benchmarks import variety  # noqa: E402
 
 
 class Labelled:
-    """A dataset of 1×4×4 images whose every pixel is the label's grey level."""
+    """A dataset of 1×4×4 images: the first pixel is the label's grey level, the second the
+    image's index."""
 
     def __init__(self, labels):
         self._labels = torch.as_tensor(labels)
@@ -23,17 +24,20 @@ class Labelled:
         return self._labels
 
     def __getitem__(self, i):
-        grey = int(self._labels[i]) * 20
-        return torch.full((1, 4, 4), grey, dtype=torch.uint8), int(self._labels[i])
+        image = torch.zeros(1, 4, 4, dtype=torch.uint8)
+        image[0, 0, 0], image[0, 0, 1] = int(self._labels[i]) * 20, i
+        return image, int(self._labels[i])
 
 
 def test_five_classes_draws_only_the_first_five_classes_and_each_image_once():
     labels = torch.arange(200) % 10
     data = Labelled(labels)
     picked = variety.five_classes(data, 60)
-    grey = ((picked[:, 0, 0, 0] + 1) * 127.5).round().long()  # back to the label's grey level
+    grey, index = ((picked[:, 0, 0, :2] + 1) * 127.5).round().long().unbind(1)  # back to uint8
     assert picked.shape == (60, 1, 4, 4)
     assert set((grey // 20).tolist()) == set(range(variety.KEPT))  # all five, nothing else
+    assert len(set(index.tolist())) == 60  # no image twice
+    assert all(labels[i] < variety.KEPT for i in index.tolist())
     assert torch.equal(variety.five_classes(data, 60), picked)  # a fixed subset
 
 
