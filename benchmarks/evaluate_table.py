@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -103,6 +104,34 @@ def markdown(rows: list[dict], n: int) -> str:
     return "\n".join(lines)
 
 
+def model_file_parser(description: str) -> argparse.ArgumentParser:
+    """The options of a table of model files (this one, variety.py, recognisability.py)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("model_files", nargs="*", type=Path)
+    parser.add_argument("--num-images", type=int, default=10_000)
+    parser.add_argument("--seed", type=int, default=0, help="the models' latents (LATENTS)")
+    parser.add_argument("--out", type=Path, default=None)
+    return parser
+
+
+def model_rows(paths: list[Path], n: int, seed: int,
+               score: Callable[[str, torch.Tensor], dict]) -> list[dict]:
+    """A row per model file: `score(name, images)` of its n images from `generated`, with how
+    their latents were drawn."""
+    rows = []
+    for path in paths:
+        model, images = generated(path, n, seed)
+        rows.append(score(f"{model} `{path}`", images) | {"latents": LATENTS.format(seed=seed)})
+        print(f"{path}: done", file=sys.stderr, flush=True)
+    return rows
+
+
+def write_rows(rows: list[dict], out: Path | None) -> None:
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(rows, indent=2))
+
+
 def merge(rows: list[dict], new: list[dict]) -> list[dict]:
     """`rows` with each of `new` in place of the row of the same name, or appended after them."""
     merged, where = list(rows), {r["name"]: i for i, r in enumerate(rows)}
@@ -116,11 +145,7 @@ def merge(rows: list[dict], new: list[dict]) -> list[dict]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model_files", nargs="*", type=Path)
-    parser.add_argument("--num-images", type=int, default=10_000)
-    parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument("--seed", type=int, default=0)
+    parser = model_file_parser(__doc__.splitlines()[0])
     parser.add_argument("--no-references", action="store_true",
                         help="skip the floor, control and ceiling rows")
     parser.add_argument("--append", action="store_true",
@@ -144,17 +169,12 @@ def main() -> None:
                 ("uniform noise (ceiling)", noise, "test vs noise")):
             rows.append(row(name, images, reals, split, test.name, args.seed))
             print(f"{name}: done", file=sys.stderr, flush=True)
-    for path in args.model_files:
-        model, images = generated(path, n, args.seed)
-        rows.append(row(f"{model} `{path}`", images, reals, "test", test.name, args.seed)
-                    | {"latents": LATENTS.format(seed=args.seed)})
-        print(f"{path}: done", file=sys.stderr, flush=True)
+    rows += model_rows(args.model_files, n, args.seed, lambda name, images: row(
+        name, images, reals, "test", test.name, args.seed))
     if args.append and args.out.exists():  # read again: rows written meanwhile are kept
         rows = merge(json.loads(args.out.read_text()), rows)
     print(markdown(rows, n))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(rows, indent=2))
+    write_rows(rows, args.out)
 
 
 if __name__ == "__main__":

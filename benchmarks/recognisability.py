@@ -12,8 +12,6 @@ classifier is sure of) and below 0.5 (no class gets half). lessons/07_progan.md 
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -23,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from evaluate_table import LATENTS, generated  # noqa: E402
+from evaluate_table import model_file_parser, model_rows, write_rows  # noqa: E402
 
 from nanogan.data import open_dataset  # noqa: E402
 from nanogan.evaluate import as_saved, pick_real_images  # noqa: E402
@@ -54,23 +52,12 @@ def markdown(rows: list[dict]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model_files", nargs="*", type=Path)
-    parser.add_argument("--num-images", type=int, default=10_000)
-    parser.add_argument("--seed", type=int, default=0, help="the models' latents, as in the table")
-    parser.add_argument("--out", type=Path, default=None)
-    args = parser.parse_args()
+    args = model_file_parser(__doc__.splitlines()[0]).parse_args()
     test = open_dataset(None, split="test")
     rows = [score("test split", pick_real_images(test, args.num_images))]
-    for path in args.model_files:
-        model, images = generated(path, args.num_images, args.seed)
-        rows.append(score(f"{model} `{path}`", images)
-                    | {"latents": LATENTS.format(seed=args.seed)})
-        print(f"{path}: done", file=sys.stderr, flush=True)
+    rows += model_rows(args.model_files, args.num_images, args.seed, score)
     print(markdown(rows))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(rows, indent=2))
+    write_rows(rows, args.out)
 
 
 if __name__ == "__main__":

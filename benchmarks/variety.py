@@ -21,8 +21,6 @@ measure sees missing garments", reads the result.
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -32,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from evaluate_table import CLASSES, LATENTS, box_blur, generated  # noqa: E402
+from evaluate_table import CLASSES, box_blur, model_file_parser, model_rows, write_rows  # noqa: E402
 
 from nanogan.data import open_dataset  # noqa: E402
 from nanogan.evaluate import as_saved, pick_real_images, real_indices  # noqa: E402
@@ -87,11 +85,7 @@ def markdown(rows: list[dict]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model_files", nargs="*", type=Path)
-    parser.add_argument("--num-images", type=int, default=10_000)
-    parser.add_argument("--seed", type=int, default=0, help="the models' latents, as in the table")
-    parser.add_argument("--out", type=Path, default=None)
+    parser = model_file_parser(__doc__.splitlines()[0])
     args = parser.parse_args()
     n = args.num_images
     if n < 1000 or n % 10:  # ten copies of n/10 images; about 100 test images per class
@@ -112,15 +106,10 @@ def main() -> None:
     for name, images in sets:
         rows.append(score(name, images, real, labels))
         print(f"{name}: done", file=sys.stderr, flush=True)
-    for path in args.model_files:
-        model, images = generated(path, n, args.seed)
-        rows.append(score(f"{model} `{path}`", images, real, labels)
-                    | {"latents": LATENTS.format(seed=args.seed)})
-        print(f"{path}: done", file=sys.stderr, flush=True)
+    rows += model_rows(args.model_files, n, args.seed,
+                       lambda name, images: score(name, images, real, labels))
     print(markdown(rows))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(rows, indent=2))
+    write_rows(rows, args.out)
 
 
 if __name__ == "__main__":
